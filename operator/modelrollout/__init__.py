@@ -1,0 +1,3 @@
+"""modelrollout: GitOps canary rollouts of ML models on KServe."""
+
+__version__ = "0.1.0"

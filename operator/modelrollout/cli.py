@@ -1,0 +1,72 @@
+"""The ``modelrollout`` command (also installed as ``kubectl-modelrollout``).
+
+Subcommands arrive with the issues that build them; until then a subcommand
+that is not built says so plainly and exits non-zero, never pretends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from modelrollout import __version__
+from modelrollout.sandbox.kubeapi import command as kube_api
+
+_NOT_YET = {
+    "demo": "the local demo arrives with the sandbox (real MLflow, KServe model servers, "
+    "Prometheus and git); until then run the tests: scripts/test",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="modelrollout", description="GitOps canary rollouts of ML models on KServe."
+    )
+    parser.add_argument("--version", action="version", version=f"modelrollout {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, text in _NOT_YET.items():
+        commands.add_parser(name, help=text.split(";")[0])
+    run = commands.add_parser(
+        "run",
+        help="the operator (kopf); configured by KUBECONFIG and MODELROLLOUT_* variables",
+        description="Run the operator in the foreground until SIGTERM or SIGINT.",
+    )
+    run.add_argument("--verbose", action="store_true", help="debug logging")
+    sandbox = commands.add_parser("sandbox", help="the local environment that needs no cluster")
+    sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", metavar="COMMAND")
+    kube_api.add_parser(sandbox_commands)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if args.command == "run":
+        return _run_operator(verbose=args.verbose)
+    if args.command == "sandbox":
+        if args.sandbox_command is None:
+            sandbox.print_help()
+            return 2
+        return kube_api.run(args)
+    print(
+        f"modelrollout {args.command}: not available yet: {_NOT_YET[args.command]}", file=sys.stderr
+    )
+    return 2
+
+
+def _run_operator(*, verbose: bool) -> int:
+    import kopf
+
+    from modelrollout import handlers  # registers the handlers with kopf
+
+    settings = handlers.SETTINGS
+    kopf.configure(verbose=verbose, log_prefix=True)
+    kopf.run(
+        clusterwide=not settings.namespaces,
+        namespaces=settings.namespaces,
+        standalone=True,
+        liveness_endpoint=settings.liveness_endpoint,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

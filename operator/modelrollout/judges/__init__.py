@@ -1,0 +1,11 @@
+"""Judges turn a metric's measurement into a verdict; pure, no I/O."""
+
+from __future__ import annotations
+
+from modelrollout.api import Judge as JudgeKind
+from modelrollout.judges.base import Judge, Judgement
+from modelrollout.judges.threshold import ThresholdJudge
+
+JUDGES: dict[JudgeKind, Judge] = {JudgeKind.THRESHOLD: ThresholdJudge()}
+
+__all__ = ["JUDGES", "Judge", "Judgement"]

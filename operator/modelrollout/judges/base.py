@@ -1,0 +1,39 @@
+"""The judge interface every judge implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from modelrollout.api import MetricSpec, MetricStatus, Verdict
+from modelrollout.decision import Measurement
+
+
+@dataclass(frozen=True)
+class Judgement:
+    verdict: Verdict
+    value: float | None
+    message: str
+    evidence: dict[str, str] = field(default_factory=dict)
+
+
+class Judge(Protocol):
+    def judge(
+        self, metric: MetricSpec, measurement: Measurement, previous: MetricStatus
+    ) -> Judgement:
+        """Judge one measurement; ``previous`` carries what earlier checks saw."""
+        ...
+
+
+def without_value(measurement: Measurement) -> Judgement | None:
+    """The verdicts every judge shares: provider errors and no data never pass."""
+    evidence = dict(measurement.evidence)
+    if measurement.error is not None:
+        message = f"metric provider error: {measurement.error}"
+        return Judgement(Verdict.ERROR, None, message, evidence)
+    if measurement.value is None:
+        message = "no data: is the canary receiving traffic?"
+        return Judgement(Verdict.INCONCLUSIVE, None, message, evidence)
+    if measurement.value != measurement.value:  # NaN, e.g. 0/0 in PromQL
+        return Judgement(Verdict.INCONCLUSIVE, None, "no data: the query returned NaN", evidence)
+    return None

@@ -1,0 +1,1 @@
+"""Metric providers: run a query, return a number; the judges decide."""

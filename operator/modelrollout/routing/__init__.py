@@ -1,0 +1,1 @@
+"""Traffic routers: move traffic between the stable and the canary model."""

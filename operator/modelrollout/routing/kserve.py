@@ -1,0 +1,294 @@
+"""What the two KServe routers share: the InferenceService API, its client, and pure helpers.
+
+Each router module turns a router call into a merge patch with pure functions of the object
+it read (so tests check the patches without a server); this module sends them. Creating an
+absent InferenceService serves one model alone, labelled as ours, and never carries an
+ownerReference: deleting a rollout must not take serving down.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import copy
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import urllib3
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from modelrollout.api import ModelVersionRef
+from modelrollout.decision import RouteObservation
+from modelrollout.errors import RouterError
+from modelrollout.routing.base import RouteTarget
+
+GROUP = "serving.kserve.io"
+VERSION = "v1beta1"
+PLURAL = "inferenceservices"
+KIND = "InferenceService"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+MERGE_PATCH = "application/merge-patch+json"
+
+MANAGED_BY = "modelrollout.io/managed-by"
+MANAGER = "modelrollout"
+#: The stable model's storage URI while a serverless canary runs: KServe's status names
+#: revisions, not models, so the router keeps what the ``prev`` revision serves here.
+STABLE_STORAGE_URI = "modelrollout.io/stable-storage-uri"
+DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
+RAW_DEPLOYMENT = "RawDeployment"
+
+Obj = dict[str, Any]
+Patch = dict[str, Any]
+
+
+# ---------------------------------------------------------------- pure helpers
+
+
+def field(obj: Any, *path: str | int) -> Any:
+    """``obj[path[0]][path[1]]…``, or None as soon as a step is missing or of the wrong kind."""
+    for step in path:
+        if isinstance(step, int):
+            if not isinstance(obj, list) or not -len(obj) <= step < len(obj):
+                return None
+        elif not isinstance(obj, Mapping):
+            return None
+        obj = obj[step] if isinstance(step, int) else obj.get(step)
+        if obj is None:
+            return None
+    return obj
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> Obj:
+    """A copy of ``base`` with ``override`` laid over it; maps merge, anything else replaces."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def apply_merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch, as the API server applies ``application/merge-patch+json``."""
+    if not isinstance(patch, Mapping):
+        return copy.deepcopy(patch)
+    result = copy.deepcopy(dict(target)) if isinstance(target, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = apply_merge_patch(result.get(key), value)
+    return result
+
+
+def merge_patch_between(old: Mapping[str, Any], new: Mapping[str, Any]) -> Patch:
+    """The smallest merge patch that turns ``old`` into ``new`` (lists are replaced whole)."""
+    patch: Patch = {key: None for key in old if key not in new}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            inner = merge_patch_between(before, value)
+            if inner:
+                patch[key] = inner
+        elif key not in old or before != value:
+            patch[key] = copy.deepcopy(value)
+    return patch
+
+
+def changes(obj: Mapping[str, Any], patch: Mapping[str, Any]) -> Patch:
+    """``patch`` without what ``obj`` already has (a null for an absent key counts as had).
+
+    Routers send nothing when nothing changes, so a repeated call is not even a no-op write.
+    """
+    result: Patch = {}
+    for key, value in patch.items():
+        before = obj.get(key) if isinstance(obj, Mapping) else None
+        if isinstance(value, Mapping) and value:
+            inner = changes(before if isinstance(before, Mapping) else {}, value)
+            if inner:
+                result[key] = inner
+        elif value != before:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+def predictor_with_model(predictor: Mapping[str, Any] | None, storage_uri: str) -> Obj:
+    """The predictor template (or an empty one) serving ``storage_uri``."""
+    return deep_merge(predictor or {}, {"model": {"storageUri": storage_uri}})
+
+
+def create_body(target: RouteTarget, model: ModelVersionRef, *, raw: bool) -> Obj:
+    """A new InferenceService that serves ``model`` alone, built from the target's template."""
+    annotations = {MANAGED_BY: MANAGER}
+    if raw:
+        annotations[DEPLOYMENT_MODE] = RAW_DEPLOYMENT
+    else:
+        annotations[STABLE_STORAGE_URI] = model.storage_uri
+    predictor = predictor_with_model(target.predictor, model.storage_uri)
+    predictor.pop("canaryTrafficPercent", None)
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {
+            "name": target.inference_service,
+            "namespace": target.namespace,
+            "labels": {MANAGED_BY: MANAGER},
+            "annotations": annotations,
+        },
+        "spec": {"predictor": predictor},
+    }
+
+
+def storage_uri(predictor: Any) -> str | None:
+    """Where a predictor spec loads its model from (``model.storageUri``)."""
+    uri = field(predictor, "model", "storageUri")
+    return uri if isinstance(uri, str) else None
+
+
+def reconciled(obj: Mapping[str, Any]) -> bool:
+    """Whether KServe's status describes the current spec (observedGeneration caught up)."""
+    generation = field(obj, "metadata", "generation")
+    return generation is not None and field(obj, "status", "observedGeneration") == generation
+
+
+def condition_is_true(obj: Mapping[str, Any], kind: str) -> bool:
+    for condition in field(obj, "status", "conditions") or ():
+        if isinstance(condition, Mapping) and condition.get("type") == kind:
+            return condition.get("status") == "True"
+    return False
+
+
+# ---------------------------------------------------------------- the client
+
+
+class InferenceServices:
+    """InferenceServices through the sync ``kubernetes`` client, each call in a worker thread.
+
+    Patches go out as ``application/merge-patch+json``: the sync client picks that for a dict
+    body anyway, and saying it keeps a later client's default from turning them into JSON
+    patches. Failures other than 404 become :class:`RouterError`.
+    """
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self._api = client.CustomObjectsApi(api_client)
+
+    async def get(self, namespace: str, name: str) -> Obj | None:
+        try:
+            return await self._call(
+                self._api.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise _router_error("read", namespace, name, error) from error
+
+    async def create(self, body: Obj) -> Obj:
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        try:
+            return await self._call(
+                self._api.create_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, body
+            )
+        except ApiException as error:
+            raise _router_error("create", namespace, name, error) from error
+
+    async def patch(self, namespace: str, name: str, patch: Patch) -> Obj:
+        try:
+            return await self._call(
+                self._api.patch_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                patch,
+                _content_type=MERGE_PATCH,
+            )
+        except ApiException as error:
+            raise _router_error("patch", namespace, name, error) from error
+
+    async def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Obj:
+        try:
+            result = await asyncio.to_thread(method, *args, **kwargs)
+        except urllib3.exceptions.HTTPError as error:
+            raise RouterError(f"the Kubernetes API cannot be reached: {error}") from error
+        if not isinstance(result, dict):
+            raise RouterError(f"the Kubernetes API answered {type(result).__name__}, not an object")
+        return result
+
+
+def _router_error(doing: str, namespace: str, name: str, error: ApiException) -> RouterError:
+    return RouterError(
+        f"cannot {doing} InferenceService {namespace}/{name}: {error.status} {error.reason}"
+    )
+
+
+# ---------------------------------------------------------------- the router skeleton
+
+
+class KServeRouter(abc.ABC):
+    """The Router port over one InferenceService; subclasses supply the pure mapping."""
+
+    raw = False
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self._isvcs = InferenceServices(api_client)
+
+    async def observe(self, target: RouteTarget) -> RouteObservation | None:
+        obj = await self._isvcs.get(target.namespace, target.inference_service)
+        return None if obj is None else self.read_split(obj)
+
+    async def set_weight(
+        self, target: RouteTarget, stable: ModelVersionRef, canary: ModelVersionRef, weight: int
+    ) -> None:
+        # An absent InferenceService first serves the stable model alone; the next call adds
+        # the canary beside it. Creating it with the canary would, in serverless mode, give the
+        # canary all traffic: with no revision rolled out before, KServe does not split.
+        await self._change(
+            target, stable, lambda obj: self.weight_patch(obj, stable, canary, weight)
+        )
+
+    async def promote(self, target: RouteTarget, model: ModelVersionRef) -> None:
+        await self._change(target, model, lambda obj: self.promote_patch(obj, model))
+
+    async def restore(self, target: RouteTarget, stable: ModelVersionRef) -> None:
+        await self._change(target, stable, lambda obj: self.restore_patch(obj, stable))
+
+    @abc.abstractmethod
+    def read_split(self, obj: Mapping[str, Any]) -> RouteObservation:
+        """The split ``obj`` reports, as the router module's docstring maps it."""
+
+    @abc.abstractmethod
+    def weight_patch(
+        self,
+        obj: Mapping[str, Any],
+        stable: ModelVersionRef,
+        canary: ModelVersionRef,
+        weight: int,
+    ) -> Patch:
+        """The merge patch serving ``canary`` beside ``stable`` ({} when already so)."""
+
+    @abc.abstractmethod
+    def promote_patch(self, obj: Mapping[str, Any], model: ModelVersionRef) -> Patch:
+        """The merge patch serving ``model`` alone ({} when already so)."""
+
+    @abc.abstractmethod
+    def restore_patch(self, obj: Mapping[str, Any], stable: ModelVersionRef) -> Patch:
+        """The merge patch putting the spec back to ``stable`` alone ({}: nothing to do now)."""
+
+    async def _change(
+        self,
+        target: RouteTarget,
+        model_if_absent: ModelVersionRef,
+        patch_for: Callable[[Mapping[str, Any]], Patch],
+    ) -> None:
+        namespace, name = target.namespace, target.inference_service
+        obj = await self._isvcs.get(namespace, name)
+        if obj is None:
+            await self._isvcs.create(create_body(target, model_if_absent, raw=self.raw))
+            return
+        patch = patch_for(obj)
+        if patch:
+            await self._isvcs.patch(namespace, name, patch)

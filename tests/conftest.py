@@ -1,0 +1,100 @@
+"""Shared test set-up: hypothesis profiles (CI runs 500 examples per property) and the CRDs.
+
+Tests run with ``--import-mode=importlib``, so helpers here are fixtures, not imports.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, settings
+
+from modelrollout.sandbox.kubeapi.testing import KubeApiProcess
+
+settings.register_profile(
+    "ci", max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("dev", max_examples=100, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _load_crd(name: str) -> dict[str, Any]:
+    """The CRD ``crds/<name>.yaml``, e.g. ``modelrollouts.modelrollout.io``."""
+    with (REPO / "crds" / f"{name}.yaml").open(encoding="utf-8") as stream:
+        crd: dict[str, Any] = yaml.safe_load(stream)
+    return crd
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def rollout_crd() -> dict[str, Any]:
+    """The ModelRollout CRD as a plain dict (treat it as read-only: it is shared)."""
+    return _load_crd("modelrollouts.modelrollout.io")
+
+
+@pytest.fixture(scope="session")
+def template_crd() -> dict[str, Any]:
+    """The MetricTemplate CRD as a plain dict (treat it as read-only: it is shared)."""
+    return _load_crd("metrictemplates.modelrollout.io")
+
+
+def _served_schema(crd: dict[str, Any]) -> dict[str, Any]:
+    """The ``openAPIV3Schema`` of the CRD's storage version."""
+    (version,) = [v for v in crd["spec"]["versions"] if v["storage"]]
+    schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
+    return schema
+
+
+@pytest.fixture(scope="session")
+def rollout_schema(rollout_crd: dict[str, Any]) -> dict[str, Any]:
+    """The ModelRollout ``openAPIV3Schema`` (v1alpha1), read-only."""
+    return _served_schema(rollout_crd)
+
+
+@pytest.fixture(scope="session")
+def template_schema(template_crd: dict[str, Any]) -> dict[str, Any]:
+    """The MetricTemplate ``openAPIV3Schema`` (v1alpha1), read-only."""
+    return _served_schema(template_crd)
+
+
+@pytest.fixture(scope="session")
+def kube_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeApiProcess]:
+    """The Kubernetes API emulator as a process for the whole session, with crds/*.yaml applied.
+
+    ``.url``, ``.kubeconfig`` (a Path), ``.audit()``, ``.clear_audit()``, ``.inject_fault(...)``,
+    ``.clear_faults()`` and ``.stats()``; tests share it, so each uses its own namespace.
+    """
+    workdir = tmp_path_factory.mktemp("kube-api")
+    crds = sorted((REPO / "crds").glob("*.modelrollout.io.yaml"))
+    with KubeApiProcess.start(workdir, crds=crds) as api:
+        yield api
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--e2e",
+        action="store_true",
+        help="also run the end-to-end tests (marker e2e); scripts/test and CI always do",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """End-to-end tests are opt-in during development and always run in CI."""
+    if config.getoption("--e2e") or os.environ.get("CI") == "true":
+        return
+    chosen = [item for item in items if "e2e" not in item.keywords]
+    if len(chosen) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if "e2e" in i.keywords])
+        items[:] = chosen

@@ -1,0 +1,388 @@
+"""The operator end to end: real processes talking the Kubernetes HTTP API.
+
+The API server emulator, the local KServe controller and the operator
+(``modelrollout run``) each run as their own process; the tests steer with
+kubectl as a person would. The registry and metric ports use the static
+implementations here (no MLflow or Prometheus yet). Every test reads as Given /
+When / Then and asserts the InferenceService, the ModelRollout status and
+conditions, and the events. The last test checks the RBAC in ``deploy/``
+against every API call the operator made during this module.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client, config, watch
+
+from modelrollout import api
+from modelrollout.sandbox.kubeapi.testing import KubeApiProcess
+from processes import Kubectl, kserve_controller, operator, wait_for
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[1]
+ISVC_CRD = REPO / "operator" / "modelrollout" / "sandbox" / "crds"
+OPERATOR_AGENTS = ("kopf/", "modelrollout/")
+
+
+class Cluster:
+    def __init__(self, kube_api: KubeApiProcess, workdir: Path) -> None:
+        self.api = kube_api
+        self.kubectl = Kubectl(kube_api.kubeconfig)
+        self.workdir = workdir
+        self.operator = operator(workdir, kube_api.kubeconfig)
+        self.kserve = kserve_controller(workdir, kube_api.kubeconfig)
+
+    def namespace(self, name: str) -> str:
+        self.kubectl("create", "namespace", name)
+        return name
+
+    def apply(self, namespace: str, rollout: dict[str, Any]) -> None:
+        body = {"apiVersion": api.API_VERSION, "kind": api.ROLLOUT_KIND, **rollout}
+        body["metadata"] = {**body.get("metadata", {}), "namespace": namespace}
+        self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(body))
+
+    def rollout(self, namespace: str, name: str) -> dict[str, Any]:
+        found: dict[str, Any] = self.kubectl.json("get", "mro", name, "-n", namespace)
+        return found
+
+    def status(self, namespace: str, name: str) -> dict[str, Any]:
+        found: dict[str, Any] = self.rollout(namespace, name).get("status", {})
+        return found
+
+    def isvc(self, namespace: str, name: str) -> dict[str, Any]:
+        found: dict[str, Any] = self.kubectl.json("get", "isvc", name, "-n", namespace)
+        return found
+
+    def wait_phase(self, namespace: str, name: str, *phases: str, timeout: float = 60) -> dict:
+        def probe() -> dict[str, Any] | None:
+            status = self.status(namespace, name)
+            return status if status.get("phase") in phases else None
+
+        return wait_for(f"{namespace}/{name} in {phases}", probe, timeout)
+
+    def events(self, namespace: str, name: str) -> list[str]:
+        """Event reasons for the rollout, oldest first."""
+        items = self.kubectl.json(
+            "get", "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}"
+        )["items"]
+        items.sort(key=lambda e: (e.get("firstTimestamp") or "", e["metadata"]["name"]))
+        return [e["reason"] for e in items]
+
+
+class TrafficRecorder:
+    """Records each distinct (storageUri, canaryTrafficPercent) the InferenceService spec takes."""
+
+    def __init__(self, kubeconfig: Path, namespace: str, name: str) -> None:
+        self.states: list[tuple[str | None, int | None]] = []
+        self.stop = threading.Event()
+        self.api = client.CustomObjectsApi(config.new_client_from_config(str(kubeconfig)))
+        self.namespace, self.name = namespace, name
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            stream = watch.Watch().stream(
+                self.api.list_namespaced_custom_object,
+                "serving.kserve.io",
+                "v1beta1",
+                self.namespace,
+                "inferenceservices",
+                field_selector=f"metadata.name={self.name}",
+                timeout_seconds=1,
+            )
+            for event in stream:
+                predictor = event["object"]["spec"]["predictor"]
+                state = (
+                    predictor.get("model", {}).get("storageUri"),
+                    predictor.get("canaryTrafficPercent"),
+                )
+                if not self.states or self.states[-1] != state:
+                    self.states.append(state)
+
+    def close(self) -> list[tuple[str | None, int | None]]:
+        self.stop.set()
+        self.thread.join(10)
+        return self.states
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    kube_api: KubeApiProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    """Given the emulator, the KServe CRD, the local KServe controller and the operator."""
+    found = Cluster(kube_api, tmp_path_factory.mktemp("e2e"))
+    found.kubectl("apply", "-f", str(ISVC_CRD))
+    found.kubectl(
+        "wait", "--for", "condition=established", "crd/inferenceservices.serving.kserve.io"
+    )
+    kube_api.clear_audit()
+    found.kserve.start()
+    found.operator.start()
+    yield found
+    for process in (found.operator, found.kserve):
+        process.stop()
+
+
+def rollout_body(name: str, version: int, steps: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name},
+        "spec": {
+            "model": {"uri": f"models:/{name}/{version}"},
+            "target": {
+                "inferenceService": name,
+                "predictor": {"model": {"modelFormat": {"name": "sklearn"}}},
+            },
+            "strategy": {"steps": steps},
+        },
+    }
+
+
+def storage(name: str, version: int) -> str:
+    return f"s3://models/{name}/{version}"
+
+
+def start_stable(cluster: Cluster, namespace: str, name: str, steps: list[dict[str, Any]]) -> None:
+    cluster.apply(namespace, rollout_body(name, 1, steps))
+    status = cluster.wait_phase(namespace, name, "Succeeded")
+    assert status["stable"]["storageUri"] == storage(name, 1)
+
+
+def serves_alone(cluster: Cluster, namespace: str, name: str, uri: str) -> bool:
+    isvc = cluster.isvc(namespace, name)
+    predictor = isvc["spec"]["predictor"]
+    traffic = isvc.get("status", {}).get("components", {}).get("predictor", {}).get("traffic", [])
+    return (
+        predictor["model"]["storageUri"] == uri
+        and "canaryTrafficPercent" not in predictor
+        and [t["percent"] for t in traffic] == [100]
+    )
+
+
+def test_an_inline_model_is_promoted_through_its_steps(cluster: Cluster) -> None:
+    """Given v1 stable, when the spec names v2, then v2 walks 20% and 50% and is promoted."""
+    ns = cluster.namespace("e2e-promote")
+    steps = [
+        {"setWeight": 20},
+        {"pause": {"duration": "2s"}},
+        {"setWeight": 50},
+        {"pause": {"duration": "2s"}},
+    ]
+    start_stable(cluster, ns, "fraud", steps)
+    assert serves_alone(cluster, ns, "fraud", storage("fraud", 1))
+    recorder = TrafficRecorder(cluster.api.kubeconfig, ns, "fraud")
+
+    cluster.kubectl(
+        "patch", "mro", "fraud", "-n", ns, "--type", "merge",
+        "-p", '{"spec": {"model": {"uri": "models:/fraud/2"}}}',
+    )  # fmt: skip
+    paused = cluster.wait_phase(ns, "fraud", "Paused")
+    table = cluster.kubectl("get", "mro", "fraud", "-n", ns).splitlines()
+    assert table[0].split() == ["NAME", "PHASE", "WEIGHT", "STABLE", "CANARY", "READY", "AGE"]
+    assert table[1].split()[:6] == [
+        "fraud",
+        "Paused",
+        str(paused["canaryWeight"]),
+        "1",
+        "2",
+        "True",
+    ]
+    status = cluster.wait_phase(ns, "fraud", "Succeeded", timeout=60)
+
+    assert status["stable"]["storageUri"] == storage("fraud", 2)
+    assert "canary" not in status
+    assert status["canaryWeight"] == 0
+    assert [h["outcome"] for h in status["history"]] == ["Initialized", "Promoted"]
+    conditions = {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+    assert conditions["Ready"] == ("True", "Serving")
+    assert conditions["Progressing"] == ("False", "RolloutCompleted")
+    wait_for("v2 alone", lambda: serves_alone(cluster, ns, "fraud", storage("fraud", 2)))
+    assert recorder.close() == [
+        (storage("fraud", 1), None),
+        (storage("fraud", 2), 20),
+        (storage("fraud", 2), 50),
+        (storage("fraud", 2), None),
+    ]
+    reasons = cluster.events(ns, "fraud")
+    for reason in ("Initialized", "RolloutStarted", "TrafficWeightUpdated", "RolloutPromoted"):
+        assert reason in reasons
+    assert reasons.count("StepAdvanced") == 4
+
+
+def test_an_abort_annotation_rolls_back_to_stable(cluster: Cluster) -> None:
+    """Given a canary waiting at 20%, when someone annotates abort, then stable serves alone."""
+    ns = cluster.namespace("e2e-abort")
+    steps = [{"setWeight": 20}, {"pause": {}}, {"setWeight": 60}]
+    start_stable(cluster, ns, "churn", steps)
+    cluster.kubectl(
+        "patch", "mro", "churn", "-n", ns, "--type", "merge",
+        "-p", '{"spec": {"model": {"uri": "models:/churn/2"}}}',
+    )  # fmt: skip
+    waiting = cluster.wait_phase(ns, "churn", "Paused")
+    assert waiting["canaryWeight"] == 20
+
+    cluster.kubectl("annotate", "mro", "churn", "-n", ns, f"{api.ACTION_ANNOTATION}=abort:1")
+    status = cluster.wait_phase(ns, "churn", "Failed")
+
+    assert status["failedVersions"] == ["churn/2"]
+    assert status["history"][-1]["outcome"] == "Aborted"
+    assert status["lastAction"] == "abort:1"
+    conditions = {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+    assert conditions["Progressing"] == ("False", "RolloutAborted")
+    assert conditions["Ready"] == ("True", "Serving")
+    wait_for("v1 alone", lambda: serves_alone(cluster, ns, "churn", storage("churn", 1)))
+    reasons = cluster.events(ns, "churn")
+    assert "RolloutAborted" in reasons
+    assert "RolledBack" in reasons
+    # The failed version stays refused: the next passes start nothing.
+    again = cluster.wait_phase(ns, "churn", "Failed")
+    assert again["failedVersions"] == ["churn/2"]
+
+
+def test_a_killed_operator_resumes_without_skipping_or_repeating_a_step(cluster: Cluster) -> None:
+    """Given a canary in a pause, when the operator is SIGKILLed and restarted, then the
+    rollout ends the same way and the InferenceService takes each weight once, in order."""
+    ns = cluster.namespace("e2e-restart")
+    steps = [
+        {"setWeight": 10},
+        {"pause": {"duration": "3s"}},
+        {"setWeight": 30},
+        {"pause": {"duration": "2s"}},
+        {"setWeight": 60},
+        {"pause": {"duration": "1s"}},
+    ]
+    start_stable(cluster, ns, "ranker", steps)
+    recorder = TrafficRecorder(cluster.api.kubeconfig, ns, "ranker")
+    cluster.kubectl(
+        "patch", "mro", "ranker", "-n", ns, "--type", "merge",
+        "-p", '{"spec": {"model": {"uri": "models:/ranker/2"}}}',
+    )  # fmt: skip
+    cluster.wait_phase(ns, "ranker", "Paused")
+
+    cluster.operator.kill()
+    cluster.operator.start()
+    status = cluster.wait_phase(ns, "ranker", "Succeeded", timeout=90)
+
+    assert status["stable"]["storageUri"] == storage("ranker", 2)
+    assert [h["outcome"] for h in status["history"]] == ["Initialized", "Promoted"]
+    wait_for("v2 alone", lambda: serves_alone(cluster, ns, "ranker", storage("ranker", 2)))
+    assert recorder.close() == [
+        (storage("ranker", 1), None),
+        (storage("ranker", 2), 10),
+        (storage("ranker", 2), 30),
+        (storage("ranker", 2), 60),
+        (storage("ranker", 2), None),
+    ]
+
+
+def test_api_errors_on_inferenceservice_patches_are_retried_without_duplicates(
+    cluster: Cluster,
+) -> None:
+    """Given 409, 429 and 500 answers to the next InferenceService patches, when a new model
+    arrives, then the rollout still completes, each step once, each event once."""
+    ns = cluster.namespace("e2e-faults")
+    steps = [{"setWeight": 25}, {"setWeight": 75}]
+    start_stable(cluster, ns, "scorer", steps)
+    recorder = TrafficRecorder(cluster.api.kubeconfig, ns, "scorer")
+    for code in (409, 429, 500):
+        cluster.api.inject_fault(
+            verb="patch",
+            group="serving.kserve.io",
+            resource="inferenceservices",
+            namespace=ns,
+            code=code,
+        )
+
+    cluster.kubectl(
+        "patch", "mro", "scorer", "-n", ns, "--type", "merge",
+        "-p", '{"spec": {"model": {"uri": "models:/scorer/2"}}}',
+    )  # fmt: skip
+    status = wait_for(
+        "v2 promoted",
+        lambda: (
+            (found := cluster.status(ns, "scorer"))
+            and found.get("phase") == "Succeeded"
+            and found["stable"]["storageUri"] == storage("scorer", 2)
+            and found
+        ),
+        timeout=90,
+    )
+    assert [h["outcome"] for h in status["history"]] == ["Initialized", "Promoted"]
+
+    refused = [
+        a["code"]
+        for a in cluster.api.audit()
+        if a["verb"] == "patch" and a["resource"] == "inferenceservices" and a["namespace"] == ns
+    ]
+    assert [c for c in refused if c >= 400] == [409, 429, 500]
+    assert recorder.close() == [
+        (storage("scorer", 1), None),
+        (storage("scorer", 2), 25),
+        (storage("scorer", 2), 75),
+        (storage("scorer", 2), None),
+    ]
+    reasons = cluster.events(ns, "scorer")
+    assert reasons.count("RolloutStarted") == 1
+    assert reasons.count("TrafficWeightUpdated") == 2
+    assert reasons.count("StepAdvanced") == 2
+    assert reasons.count("RolloutPromoted") == 1
+
+
+def test_deleting_a_rollout_restores_stable_and_releases_the_finalizer(cluster: Cluster) -> None:
+    """Given a canary at 40%, when the ModelRollout is deleted, then traffic goes back to the
+    stable model and only then does the object go away."""
+    ns = cluster.namespace("e2e-delete")
+    steps = [{"setWeight": 40}, {"pause": {}}]
+    start_stable(cluster, ns, "eta", steps)
+    cluster.kubectl(
+        "patch", "mro", "eta", "-n", ns, "--type", "merge",
+        "-p", '{"spec": {"model": {"uri": "models:/eta/2"}}}',
+    )  # fmt: skip
+    cluster.wait_phase(ns, "eta", "Paused")
+    assert cluster.rollout(ns, "eta")["metadata"]["finalizers"] == [f"{api.GROUP}/finalizer"]
+
+    cluster.kubectl("delete", "mro", "eta", "-n", ns, "--wait=false")
+    wait_for(
+        "the rollout to be gone",
+        lambda: (
+            "NotFound" in cluster.kubectl("get", "mro", "eta", "-n", ns, check=False)
+            or cluster.kubectl("get", "mro", "-n", ns, "-o", "name") == ""
+        ),
+    )
+
+    assert serves_alone(cluster, ns, "eta", storage("eta", 1))
+
+
+def _rbac_rules() -> set[tuple[str, str, str]]:
+    documents = yaml.safe_load_all((REPO / "deploy" / "rbac.yaml").read_text())
+    (role,) = [d for d in documents if d["kind"] == "ClusterRole"]
+    return {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+def test_the_operator_is_granted_exactly_the_api_calls_it_makes(cluster: Cluster) -> None:
+    """Given every API call the operator made in this module (recorded by the emulator),
+    then each (verb, group, resource) is granted by deploy/rbac.yaml and nothing more is."""
+    cluster.operator.stop()  # long-lived watches are recorded when they end
+    used = {
+        (call["group"], call["resource"] + (f"/{s}" if (s := call.get("subresource")) else ""),
+         call["verb"])
+        for call in cluster.api.audit()
+        if call["userAgent"].startswith(OPERATOR_AGENTS)
+    }  # fmt: skip
+    granted = _rbac_rules()
+    assert used, "the emulator recorded no call from the operator"
+    assert used <= granted, f"used but not granted: {sorted(used - granted)}"
+    assert granted <= used, f"granted but never used: {sorted(granted - used)}"
