@@ -26,9 +26,9 @@ from kserve_crds import assert_valid
 from modelrollout.api import ModelVersionRef
 from modelrollout.decision import RouteObservation
 from modelrollout.routing import kserve_raw, kserve_serverless
-from modelrollout.routing.kserve import apply_merge_patch, merge_patch_between
 from modelrollout.sandbox.kserve import revisions
 from modelrollout.sandbox.kserve.revisions import COUNTER, REVISIONS
+from modelrollout.serde import apply_merge_patch, merge_patch
 
 S, C = "s3://models/fraud/1", "s3://models/fraud/2"
 R1, R2, R3, R4 = (f"fraud-predictor-0000{i}" for i in range(1, 5))
@@ -241,7 +241,7 @@ def test_reconciling_again_changes_nothing(world: World) -> None:
     before = copy.deepcopy(world.status)
     world.now = T1
     world.reconcile()
-    assert merge_patch_between(before, world.status) == {}
+    assert merge_patch(before, world.status) == {}
 
 
 def test_condition_times_move_only_when_a_status_flips(world: World) -> None:

@@ -1,7 +1,7 @@
 """The KServe routers: the patches they send, what they read back, and validity for KServe.
 
 Covers:
-- the merge-patch helpers (RFC 7386 cases; ``merge_patch_between`` round-trips);
+- the merge-patch helpers (RFC 7386 cases; ``merge_patch`` round-trips);
 - per router, a table of starting InferenceServices and calls with the exact merge patch each
   call makes (nothing when nothing changes), and the create body when the object is absent;
 - per router, a table of hand-written InferenceServices and the split ``observe`` reports;
@@ -32,11 +32,8 @@ from modelrollout.decision import RouteObservation
 from modelrollout.errors import RouterError
 from modelrollout.routing import kserve, kserve_raw, kserve_serverless
 from modelrollout.routing.base import RouteTarget
-from modelrollout.routing.kserve import (
-    STABLE_STORAGE_URI,
-    apply_merge_patch,
-    merge_patch_between,
-)
+from modelrollout.routing.kserve import STABLE_STORAGE_URI
+from modelrollout.serde import apply_merge_patch, merge_patch
 
 S = ModelVersionRef("models:/fraud/1", "s3://models/fraud/1", "fraud", "1")
 C = ModelVersionRef("models:/fraud/2", "s3://models/fraud/2", "fraud", "2")
@@ -140,10 +137,10 @@ _json = st.recursive(
     st.dictionaries(st.text(max_size=2), _json, max_size=4),
     st.dictionaries(st.text(max_size=2), _json, max_size=4),
 )
-def test_merge_patch_between_turns_old_into_new(old: dict[str, Any], new: dict[str, Any]) -> None:
-    patch = merge_patch_between(old, new)
+def test_merge_patch_turns_old_into_new(old: dict[str, Any], new: dict[str, Any]) -> None:
+    patch = merge_patch(old, new)
     assert apply_merge_patch(old, patch) == new
-    assert merge_patch_between(new, new) == {}
+    assert merge_patch(new, new) == {}
 
 
 # ---------------------------------------------------------------- hand-written objects

@@ -85,20 +85,8 @@ async def _pass(
 @kopf.on.create(*_RESOURCE)
 @kopf.on.update(*_RESOURCE)
 @kopf.on.resume(*_RESOURCE)
-async def react(
-    body: kopf.Body,
-    spec: kopf.Spec,
-    status: kopf.Status,
-    meta: kopf.Meta,
-    patch: kopf.Patch,
-    memo: kopf.Memo,
-    **_: Any,
-) -> None:
-    await _pass(body, spec, status, meta, patch, memo)
-
-
 @kopf.timer(*_RESOURCE, interval=SETTINGS.timer_seconds, idle=None)
-async def drive(
+async def reconcile(
     body: kopf.Body,
     spec: kopf.Spec,
     status: kopf.Status,
@@ -107,6 +95,7 @@ async def drive(
     memo: kopf.Memo,
     **_: Any,
 ) -> None:
+    """Every change, every resume and every timer tick run the same pass."""
     await _pass(body, spec, status, meta, patch, memo)
 
 

@@ -7,6 +7,7 @@ with the path of the offending field, so bad input is named, never dropped.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import enum
 import types
@@ -161,7 +162,7 @@ def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any
             if nested:
                 patch[key] = nested
         elif key not in old or before != value:
-            patch[key] = value
+            patch[key] = copy.deepcopy(value)
     return patch
 
 
@@ -184,4 +185,17 @@ def _deep_merge(into: dict[str, Any], patch: Mapping[str, Any]) -> None:
         if isinstance(value, Mapping) and isinstance(current, dict):
             _deep_merge(current, value)
         else:
-            into[key] = dict(value) if isinstance(value, Mapping) else value
+            into[key] = copy.deepcopy(value)
+
+
+def apply_merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch, as the API server applies ``application/merge-patch+json``."""
+    if not isinstance(patch, Mapping):
+        return copy.deepcopy(patch)
+    result = copy.deepcopy(dict(target)) if isinstance(target, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = apply_merge_patch(result.get(key), value)
+    return result

@@ -8,11 +8,11 @@ ownerReference: deleting a rollout must not take serving down.
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import copy
 from collections.abc import Callable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import urllib3
 from kubernetes import client
@@ -69,33 +69,6 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> Obj:
         else:
             merged[key] = copy.deepcopy(value)
     return merged
-
-
-def apply_merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch, as the API server applies ``application/merge-patch+json``."""
-    if not isinstance(patch, Mapping):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(dict(target)) if isinstance(target, Mapping) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = apply_merge_patch(result.get(key), value)
-    return result
-
-
-def merge_patch_between(old: Mapping[str, Any], new: Mapping[str, Any]) -> Patch:
-    """The smallest merge patch that turns ``old`` into ``new`` (lists are replaced whole)."""
-    patch: Patch = {key: None for key in old if key not in new}
-    for key, value in new.items():
-        before = old.get(key)
-        if isinstance(value, Mapping) and isinstance(before, Mapping):
-            inner = merge_patch_between(before, value)
-            if inner:
-                patch[key] = inner
-        elif key not in old or before != value:
-            patch[key] = copy.deepcopy(value)
-    return patch
 
 
 def changes(obj: Mapping[str, Any], patch: Mapping[str, Any]) -> Patch:
@@ -228,17 +201,32 @@ def _router_error(doing: str, namespace: str, name: str, error: ApiException) ->
 # ---------------------------------------------------------------- the router skeleton
 
 
-class KServeRouter(abc.ABC):
-    """The Router port over one InferenceService; subclasses supply the pure mapping."""
+@dataclass(frozen=True)
+class Dialect:
+    """How one KServe deployment mode reads and writes a canary: pure functions."""
 
-    raw = False
+    raw: bool
+    #: The split ``obj`` reports, as the router module's docstring maps it.
+    read_split: Callable[[Mapping[str, Any]], RouteObservation]
+    #: The merge patch serving the canary beside the stable ({} when already so).
+    weight_patch: Callable[[Mapping[str, Any], ModelVersionRef, ModelVersionRef, int], Patch]
+    #: The merge patch serving one model alone ({} when already so).
+    promote_patch: Callable[[Mapping[str, Any], ModelVersionRef], Patch]
+    #: The merge patch putting the spec back to the stable alone ({}: nothing to do now).
+    restore_patch: Callable[[Mapping[str, Any], ModelVersionRef], Patch]
+
+
+class KServeRouter:
+    """The Router port over one InferenceService; subclasses name their :class:`Dialect`."""
+
+    dialect: ClassVar[Dialect]
 
     def __init__(self, api_client: client.ApiClient) -> None:
         self._isvcs = InferenceServices(api_client)
 
     async def observe(self, target: RouteTarget) -> RouteObservation | None:
         obj = await self._isvcs.get(target.namespace, target.inference_service)
-        return None if obj is None else self.read_split(obj)
+        return None if obj is None else self.dialect.read_split(obj)
 
     async def set_weight(
         self, target: RouteTarget, stable: ModelVersionRef, canary: ModelVersionRef, weight: int
@@ -247,36 +235,14 @@ class KServeRouter(abc.ABC):
         # the canary beside it. Creating it with the canary would, in serverless mode, give the
         # canary all traffic: with no revision rolled out before, KServe does not split.
         await self._change(
-            target, stable, lambda obj: self.weight_patch(obj, stable, canary, weight)
+            target, stable, lambda obj: self.dialect.weight_patch(obj, stable, canary, weight)
         )
 
     async def promote(self, target: RouteTarget, model: ModelVersionRef) -> None:
-        await self._change(target, model, lambda obj: self.promote_patch(obj, model))
+        await self._change(target, model, lambda obj: self.dialect.promote_patch(obj, model))
 
     async def restore(self, target: RouteTarget, stable: ModelVersionRef) -> None:
-        await self._change(target, stable, lambda obj: self.restore_patch(obj, stable))
-
-    @abc.abstractmethod
-    def read_split(self, obj: Mapping[str, Any]) -> RouteObservation:
-        """The split ``obj`` reports, as the router module's docstring maps it."""
-
-    @abc.abstractmethod
-    def weight_patch(
-        self,
-        obj: Mapping[str, Any],
-        stable: ModelVersionRef,
-        canary: ModelVersionRef,
-        weight: int,
-    ) -> Patch:
-        """The merge patch serving ``canary`` beside ``stable`` ({} when already so)."""
-
-    @abc.abstractmethod
-    def promote_patch(self, obj: Mapping[str, Any], model: ModelVersionRef) -> Patch:
-        """The merge patch serving ``model`` alone ({} when already so)."""
-
-    @abc.abstractmethod
-    def restore_patch(self, obj: Mapping[str, Any], stable: ModelVersionRef) -> Patch:
-        """The merge patch putting the spec back to ``stable`` alone ({}: nothing to do now)."""
+        await self._change(target, stable, lambda obj: self.dialect.restore_patch(obj, stable))
 
     async def _change(
         self,
@@ -287,7 +253,7 @@ class KServeRouter(abc.ABC):
         namespace, name = target.namespace, target.inference_service
         obj = await self._isvcs.get(namespace, name)
         if obj is None:
-            await self._isvcs.create(create_body(target, model_if_absent, raw=self.raw))
+            await self._isvcs.create(create_body(target, model_if_absent, raw=self.dialect.raw))
             return
         patch = patch_for(obj)
         if patch:

@@ -39,16 +39,17 @@ from typing import Any
 from modelrollout.api import ModelVersionRef
 from modelrollout.decision import RouteObservation
 from modelrollout.routing.kserve import (
+    Dialect,
     KServeRouter,
     Patch,
     changes,
     condition_is_true,
     deep_merge,
     field,
-    merge_patch_between,
     reconciled,
     storage_uri,
 )
+from modelrollout.serde import merge_patch
 
 CONTAINER_NAME = "kserve-container"
 _NOT_DNS = re.compile(r"[^a-z0-9-]+")
@@ -114,7 +115,7 @@ def promote_patch(obj: Mapping[str, Any], model: ModelVersionRef) -> Patch:
     )
     if canary is None:
         return restore_patch(obj, model)
-    return {"spec": {"predictor": merge_patch_between(predictor, canary), "canary": None}}
+    return {"spec": {"predictor": merge_patch(predictor, canary), "canary": None}}
 
 
 def restore_patch(obj: Mapping[str, Any], stable: ModelVersionRef) -> Patch:
@@ -126,22 +127,10 @@ def restore_patch(obj: Mapping[str, Any], stable: ModelVersionRef) -> Patch:
 class RawRouter(KServeRouter):
     """``kserve-raw``: a canary Deployment beside the stable one (``spec.canary[]``)."""
 
-    raw = True
-
-    def read_split(self, obj: Mapping[str, Any]) -> RouteObservation:
-        return read_split(obj)
-
-    def weight_patch(
-        self,
-        obj: Mapping[str, Any],
-        stable: ModelVersionRef,
-        canary: ModelVersionRef,
-        weight: int,
-    ) -> Patch:
-        return weight_patch(obj, stable, canary, weight)
-
-    def promote_patch(self, obj: Mapping[str, Any], model: ModelVersionRef) -> Patch:
-        return promote_patch(obj, model)
-
-    def restore_patch(self, obj: Mapping[str, Any], stable: ModelVersionRef) -> Patch:
-        return restore_patch(obj, stable)
+    dialect = Dialect(
+        raw=True,
+        read_split=read_split,
+        weight_patch=weight_patch,
+        promote_patch=promote_patch,
+        restore_patch=restore_patch,
+    )

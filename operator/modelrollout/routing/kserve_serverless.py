@@ -45,6 +45,7 @@ from modelrollout.api import ModelVersionRef
 from modelrollout.decision import RouteObservation
 from modelrollout.routing.kserve import (
     STABLE_STORAGE_URI,
+    Dialect,
     KServeRouter,
     Patch,
     changes,
@@ -137,22 +138,10 @@ def _latest_revision_ready(obj: Mapping[str, Any]) -> bool:
 class ServerlessRouter(KServeRouter):
     """``kserve-serverless``: KServe's serverless canary (``canaryTrafficPercent``)."""
 
-    raw = False
-
-    def read_split(self, obj: Mapping[str, Any]) -> RouteObservation:
-        return read_split(obj)
-
-    def weight_patch(
-        self,
-        obj: Mapping[str, Any],
-        stable: ModelVersionRef,
-        canary: ModelVersionRef,
-        weight: int,
-    ) -> Patch:
-        return weight_patch(obj, stable, canary, weight)
-
-    def promote_patch(self, obj: Mapping[str, Any], model: ModelVersionRef) -> Patch:
-        return promote_patch(obj, model)
-
-    def restore_patch(self, obj: Mapping[str, Any], stable: ModelVersionRef) -> Patch:
-        return restore_patch(obj, stable)
+    dialect = Dialect(
+        raw=False,
+        read_split=read_split,
+        weight_patch=weight_patch,
+        promote_patch=promote_patch,
+        restore_patch=restore_patch,
+    )

@@ -26,9 +26,10 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 from modelrollout import __version__
-from modelrollout.routing.kserve import GROUP, MERGE_PATCH, PLURAL, VERSION, merge_patch_between
+from modelrollout.routing.kserve import GROUP, MERGE_PATCH, PLURAL, VERSION
 from modelrollout.sandbox.kserve import revisions
 from modelrollout.sandbox.kserve.runtime import RevisionRuntime
+from modelrollout.serde import merge_patch
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ class Controller:
             result = revisions.next_status(obj, book, ready, now)
         for revision in result.retire:
             await self._runtime.retire(namespace, name, revision)
-        patch = merge_patch_between(obj.get("status") or {}, result.status)
+        patch = merge_patch(obj.get("status") or {}, result.status)
         if patch:
             await self._patch_status(namespace, name, patch)
             log.info("%s/%s: %s", namespace, name, _summary(result.status))
