@@ -25,6 +25,7 @@ from builders import (
 )
 from modelrollout import api, conditions
 from modelrollout.api import Outcome, Phase, Reason
+from modelrollout.clock import rfc3339
 from modelrollout.decision import (
     Decision,
     DesiredModel,
@@ -61,7 +62,6 @@ def canary_status(
 ) -> api.ModelRolloutStatus:
     """V1 stable, V2 canary at ``weight``, in step ``step`` since ``started``."""
     from modelrollout import analysis
-    from modelrollout.clock import rfc3339
 
     base = api.ModelRolloutStatus(
         phase=phase,
@@ -110,7 +110,9 @@ def test_initializing_ends_stable_when_the_router_shows_it() -> None:
     assert decision.status.phase == Phase.SUCCEEDED
     assert decision.status.stable == V1
     assert decision.status.canary is None
-    assert decision.actions == (WriteBack(V1, Outcome.INITIALIZED, Reason.INITIALIZED),)
+    assert decision.actions == (
+        WriteBack(V1, Outcome.INITIALIZED, Reason.INITIALIZED, at=rfc3339(at(5))),
+    )
     assert [h.outcome for h in decision.status.history] == [Outcome.INITIALIZED]
     assert condition(decision, api.ConditionType.READY) == (conditions.TRUE, Reason.SERVING)
 
@@ -425,7 +427,9 @@ def test_abort_rolls_back_then_remembers_the_version() -> None:
     assert restored.status.failed_versions == ("fraud/2",)
     assert restored.status.history[-1].outcome == Outcome.ABORTED
     assert restored.actions == (
-        WriteBack(V2, Outcome.ABORTED, Reason.ROLLOUT_ABORTED, "aborted by request"),
+        WriteBack(
+            V2, Outcome.ABORTED, Reason.ROLLOUT_ABORTED, "aborted by request", at=rfc3339(at(10))
+        ),
     )
 
 
@@ -444,7 +448,9 @@ def test_rollback_moves_traffic_before_the_spec() -> None:
     assert done.status.phase == Phase.FAILED
     assert done.status.canary is None
     assert done.status.canary_weight == 0
-    assert done.actions == (WriteBack(V2, Outcome.ROLLED_BACK, Reason.ANALYSIS_FAILED, "bad"),)
+    assert done.actions == (
+        WriteBack(V2, Outcome.ROLLED_BACK, Reason.ANALYSIS_FAILED, "bad", at=rfc3339(at(7))),
+    )
     assert reasons(done) == [Reason.STABLE_RESTORED, Reason.ROLLED_BACK]
     assert condition(done, api.ConditionType.PROGRESSING) == (
         conditions.FALSE,
@@ -461,7 +467,9 @@ def test_promoting_ends_with_the_canary_stable_and_written_back() -> None:
     assert done.status.phase == Phase.SUCCEEDED
     assert done.status.stable == V2
     assert done.status.canary is None
-    assert done.actions == (WriteBack(V2, Outcome.PROMOTED, Reason.ROLLOUT_PROMOTED),)
+    assert done.actions == (
+        WriteBack(V2, Outcome.PROMOTED, Reason.ROLLOUT_PROMOTED, at=rfc3339(at(6))),
+    )
     assert reasons(done) == [Reason.ROLLOUT_PROMOTED]
 
 

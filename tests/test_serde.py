@@ -241,7 +241,9 @@ def test_bad_enum_value_lists_the_allowed_values(bad: Any) -> None:
         serde.from_json(Sample, {"plainName": 1, "judge": bad})
 
     assert caught.value.path == "judge"
-    assert caught.value.detail == f"unsupported value {bad!r}; one of 'threshold'"
+    assert caught.value.detail == (
+        f"unsupported value {bad!r}; one of 'threshold', 'sequential', 'drift'"
+    )
 
 
 def test_bad_router_lists_every_router() -> None:

@@ -23,7 +23,7 @@ EVIDENCE = {"query": "sum(rate(ok[1m])) / sum(rate(all[1m]))", "samples": "120"}
 def judge(value: float | None, low: float | None = None, high: float | None = None) -> Judgement:
     metric = MetricSpec(name="m", query="q", threshold_range=ThresholdRange(min=low, max=high))
     measurement = Measurement(value=value, evidence=EVIDENCE)
-    return ThresholdJudge().judge(metric, measurement, MetricStatus(name="m"))
+    return ThresholdJudge().judge(metric, measurement, MetricStatus(name="m"), alpha=0.05)
 
 
 def test_the_registry_maps_threshold_to_the_threshold_judge() -> None:
@@ -81,7 +81,7 @@ def test_provider_error_is_an_error_even_with_a_value() -> None:
     metric = MetricSpec(name="m", query="q", threshold_range=ThresholdRange(min=0.0))
     measurement = Measurement(value=0.5, error="connection refused")
 
-    result = ThresholdJudge().judge(metric, measurement, MetricStatus(name="m"))
+    result = ThresholdJudge().judge(metric, measurement, MetricStatus(name="m"), alpha=0.05)
 
     assert result == Judgement(Verdict.ERROR, None, "metric provider error: connection refused")
 

@@ -18,6 +18,7 @@ from modelrollout.api import (
     AnalysisPhase,
     AnalysisSpec,
     AnalysisStatus,
+    Judge,
     MetricSpec,
     MetricStatus,
     ModelRolloutSpec,
@@ -109,11 +110,20 @@ def record(
         if measurement is None:
             continue
         previous = metric_status(status, metric.name)
-        judgement = JUDGES[metric.judge].judge(metric, measurement, previous)
+        judgement = JUDGES[metric.judge].judge(
+            metric, measurement, previous, alpha=alpha_share(spec)
+        )
         updated[metric.name] = _counted(previous, judgement, now)
     merged = tuple(updated.values())
     phase, message = summarize(spec, merged)
     return AnalysisStatus(phase=phase, message=message, metrics=merged)
+
+
+def alpha_share(spec: ModelRolloutSpec) -> float:
+    """Each sequential metric's part of the rollout's one false-rollback budget."""
+    analysis = spec.strategy.analysis or AnalysisSpec()
+    sequential = sum(1 for m in analysis.metrics if m.judge == Judge.SEQUENTIAL)
+    return analysis.alpha / max(1, sequential)
 
 
 def _counted(previous: MetricStatus, judgement: Judgement, now: datetime) -> MetricStatus:
@@ -135,6 +145,7 @@ def _counted(previous: MetricStatus, judgement: Judgement, now: datetime) -> Met
         error=previous.error + (verdict == Verdict.ERROR),
         consecutive_errors=previous.consecutive_errors + 1 if verdict == Verdict.ERROR else 0,
         step_passes=previous.step_passes + (verdict == Verdict.PASS),
+        state=judgement.state,
     )
 
 

@@ -50,6 +50,13 @@ class Router(StrEnum):
 
 class Judge(StrEnum):
     THRESHOLD = "threshold"
+    SEQUENTIAL = "sequential"
+    DRIFT = "drift"
+
+
+class DriftStatistic(StrEnum):
+    PSI = "psi"
+    KS = "ks"
 
 
 class Verdict(StrEnum):
@@ -117,6 +124,8 @@ class Reason(StrEnum):
     WAITING_FOR_SOURCE = "WaitingForSource"
     SOURCE_RESOLVED = "SourceResolved"
     SOURCE_ERROR = "SourceError"
+    SOURCE_UNTRUSTED = "SourceUntrusted"
+    STORAGE_UNSUPPORTED = "StorageUnsupported"
     ALIAS_DRIFT = "AliasDrift"
     ALIAS_PINNED = "AliasPinned"
     # gates
@@ -235,6 +244,29 @@ class ThresholdRange:
 
 
 @dataclass(frozen=True)
+class SequentialSpec:
+    """The sequential judge: the canary's bad-event rate (or latency distribution)
+    compared with the stable's, anytime-valid."""
+
+    #: How much worse the canary may be and still count as no worse: 0.1 lets its
+    #: bad-event rate be up to 10% above the stable's.
+    tolerance: float = 0.0
+    #: Canary events needed before any verdict.
+    min_samples: int = 100
+    #: Canary events after which a canary with no evidence of harm passes; unset: never.
+    max_samples: int | None = None
+
+
+@dataclass(frozen=True)
+class DriftSpec:
+    """The drift judge: the canary's prediction histogram against the stable's."""
+
+    statistic: DriftStatistic = DriftStatistic.PSI
+    max: float = 0.2
+    min_samples: int = 100
+
+
+@dataclass(frozen=True)
 class MetricSpec:
     name: str
     template_ref: LocalObjectRef | None = None
@@ -242,6 +274,8 @@ class MetricSpec:
     args: dict[str, str] = field(default_factory=dict)
     judge: Judge = Judge.THRESHOLD
     threshold_range: ThresholdRange | None = None
+    sequential: SequentialSpec | None = None
+    drift: DriftSpec | None = None
     interval: str | None = None
     background: bool = True
     failure_limit: int = 0
@@ -252,6 +286,8 @@ class MetricSpec:
 @dataclass(frozen=True)
 class AnalysisSpec:
     interval: str = "1m"
+    #: One false-rollback budget for the whole rollout, shared by its sequential metrics.
+    alpha: float = 0.05
     metrics: tuple[MetricSpec, ...] = ()
 
 
@@ -294,8 +330,18 @@ class ModelRolloutSpec:
 
 
 @dataclass(frozen=True)
+class DatasetRef:
+    """A dataset the model's training run logged as an input."""
+
+    name: str
+    digest: str | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True)
 class ModelVersionRef:
-    """An immutable model identity: what the registry resolved a URI to."""
+    """An immutable model identity: what the registry resolved a URI to, with the
+    provenance an audit needs (manifest commit, training code commit, datasets)."""
 
     uri: str
     storage_uri: str
@@ -303,6 +349,10 @@ class ModelVersionRef:
     version: str | None = None
     run_id: str | None = None
     git_commit: str | None = None
+    git_author: str | None = None
+    git_time: str | None = None
+    source_commit: str | None = None
+    datasets: tuple[DatasetRef, ...] = ()
 
     @property
     def key(self) -> str:
@@ -331,6 +381,8 @@ class MetricStatus:
     consecutive_errors: int = 0
     step_passes: int = 0
     evidence: dict[str, str] = field(default_factory=dict)
+    #: What a judge carries from one check to the next (opaque to everyone else).
+    state: str | None = None
 
 
 @dataclass(frozen=True)

@@ -51,19 +51,29 @@ class RouteObservation:
     canary_storage_uri: str | None = None
     canary_weight: int = 0
     ready: bool = True
+    #: What KServe calls each arm (revision or deployment name), for metric queries.
+    stable_revision: str | None = None
+    canary_revision: str | None = None
 
 
 @dataclass(frozen=True)
 class Measurement:
-    """A number from a metric provider (or why there is none); judges judge it."""
+    """Numbers from a metric provider (or why there are none); judges judge them.
+
+    ``value`` is one number (threshold judge); ``canary`` and ``stable`` are
+    counts per arm since the canary started (``total``/``bad``, or histogram
+    buckets keyed by their ``le`` bound) for the sequential and drift judges.
+    """
 
     value: float | None = None
     error: str | None = None
     evidence: Mapping[str, str] = field(default_factory=dict)
+    canary: Mapping[str, float] = field(default_factory=dict)
+    stable: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def no_data(self) -> bool:
-        return self.value is None and self.error is None
+        return self.value is None and self.error is None and not self.canary
 
 
 @dataclass(frozen=True)
@@ -106,6 +116,8 @@ class WriteBack:
     outcome: Outcome
     reason: Reason
     message: str = ""
+    #: When the rollout decided it (RFC 3339): written as is, so a repeat changes nothing.
+    at: str | None = None
 
 
 RouterAction = SetWeight | Promote | Restore

@@ -374,7 +374,9 @@ class _Pass:
             return
         if self._route_is(model, None, 0):
             self._record(model, Outcome.INITIALIZED, Reason.INITIALIZED, "first stable model")
-            self.actions.append(WriteBack(model, Outcome.INITIALIZED, Reason.INITIALIZED))
+            self.actions.append(
+                WriteBack(model, Outcome.INITIALIZED, Reason.INITIALIZED, at=self._stamp())
+            )
             self._event(EventType.NORMAL, Reason.INITIALIZED, f"{model.label} is now stable")
             self._update(stable=model)
             self._clear_canary(Phase.SUCCEEDED, f"{model.label} is stable")
@@ -569,7 +571,9 @@ class _Pass:
             return
         if self._route_is(canary, None, 0):
             self._record(canary, Outcome.PROMOTED, Reason.ROLLOUT_PROMOTED, "analysis passed")
-            self.actions.append(WriteBack(canary, Outcome.PROMOTED, Reason.ROLLOUT_PROMOTED))
+            self.actions.append(
+                WriteBack(canary, Outcome.PROMOTED, Reason.ROLLOUT_PROMOTED, at=self._stamp())
+            )
             self._event(
                 EventType.NORMAL, Reason.ROLLOUT_PROMOTED, f"{canary.label} promoted to stable"
             )
@@ -621,7 +625,7 @@ class _Pass:
     ) -> None:
         """The canary ended badly: remember it so it is not retried unasked."""
         self._record(model, outcome, reason, message)
-        self.actions.append(WriteBack(model, outcome, reason, message))
+        self.actions.append(WriteBack(model, outcome, reason, message, at=self._stamp()))
         self._event(EventType.WARNING, Reason.ROLLED_BACK, f"{model.label}: {message}")
         kept = (*(k for k in self.status.failed_versions if k != model.key), model.key)
         self._update(failed_versions=kept[-MAX_FAILED_VERSIONS:])

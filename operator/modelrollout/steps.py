@@ -45,6 +45,8 @@ def problems(spec: ModelRolloutSpec) -> list[str]:
         ):
             if value < 0:
                 found.append(f"{where}.{limit}: must be 0 or more, not {value}")
+        if metric.judge != Judge.THRESHOLD and metric.template_ref is None:
+            found.append(f"{where}.judge: {metric.judge} needs a templateRef with count queries")
         bounds = metric.threshold_range
         if metric.judge == Judge.THRESHOLD and (
             bounds is None or (bounds.min is None and bounds.max is None)

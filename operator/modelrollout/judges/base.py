@@ -15,13 +15,17 @@ class Judgement:
     value: float | None
     message: str
     evidence: dict[str, str] = field(default_factory=dict)
+    #: Carried to the next check in ``MetricStatus.state`` (None: keep none).
+    state: str | None = None
 
 
 class Judge(Protocol):
     def judge(
-        self, metric: MetricSpec, measurement: Measurement, previous: MetricStatus
+        self, metric: MetricSpec, measurement: Measurement, previous: MetricStatus, *, alpha: float
     ) -> Judgement:
-        """Judge one measurement; ``previous`` carries what earlier checks saw."""
+        """Judge one measurement; ``previous`` carries what earlier checks saw (its
+        ``state`` is the judge's own), ``alpha`` is this metric's share of the
+        rollout's false-rollback budget."""
         ...
 
 

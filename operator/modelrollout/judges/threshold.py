@@ -13,7 +13,7 @@ from modelrollout.judges.base import Judgement, without_value
 
 class ThresholdJudge:
     def judge(
-        self, metric: MetricSpec, measurement: Measurement, previous: MetricStatus
+        self, metric: MetricSpec, measurement: Measurement, previous: MetricStatus, *, alpha: float
     ) -> Judgement:
         early = without_value(measurement)
         if early is not None:
