@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,10 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, settings
 
+from mlflow_server import MlflowServer
 from modelrollout.sandbox.kubeapi.testing import KubeApiProcess
+from prometheus_history import History, HistoryServer
+from prometheus_servers import Exporter, LivePrometheus, backfilled, copy_tsdb, prometheus
 
 settings.register_profile(
     "ci", max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -98,3 +102,38 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if len(chosen) != len(items):
         config.hook.pytest_deselected(items=[i for i in items if "e2e" in i.keywords])
         items[:] = chosen
+
+
+@pytest.fixture(scope="session")
+def live_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePrometheus]:
+    """A real Prometheus on 127.0.0.1 scraping a test-controlled exporter every second.
+
+    ``.url``; ``.publish(openmetrics)`` serves new metric families and returns once
+    Prometheus has scraped them. Tests share it: each uses its own series labels.
+    """
+    exporter = Exporter()
+    workdir = tmp_path_factory.mktemp("prometheus-live")
+    with exporter.running(), prometheus(workdir, (exporter.url,)) as server:
+        yield LivePrometheus(server, exporter)
+
+
+@pytest.fixture(scope="session")
+def prometheus_history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HistoryServer]:
+    """A real Prometheus on the known hour of tests/prometheus_history.py (promtool backfill)."""
+    history = History.ending_before(datetime.now(UTC))
+    blocks = backfilled(tmp_path_factory.mktemp("prometheus-blocks"), history.openmetrics())
+    workdir = tmp_path_factory.mktemp("prometheus-history")
+    copy_tsdb(blocks, workdir)
+    with prometheus(workdir) as server:
+        yield HistoryServer(history, server.url, blocks)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """Started here, waited for by ``mlflow_facts`` (so the fitting overlaps the start)."""
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

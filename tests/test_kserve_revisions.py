@@ -372,3 +372,20 @@ def test_raw_restore_drops_the_canary_only(raw: World) -> None:
     assert raw.predictor["latestCreatedRevision"] == R1
     assert raw.revisions() == {R1: S}
     assert kserve_raw.read_split(raw.obj) == RouteObservation(S, None, 0, True)
+
+
+def test_the_router_names_each_arm_by_its_revision_for_metric_queries(world: World) -> None:
+    """Metric templates select each arm by KServe's revision (or deployment) name."""
+    alone = kserve_serverless.read_split(world.obj)
+    assert (alone.stable_revision, alone.canary_revision) == (R1, None)
+    split = kserve_serverless.read_split(world.change(canary(C, 10)).obj)
+    assert (split.stable_revision, split.canary_revision) == (R1, R2)
+    raw = World(created(raw=True)).reconcile()
+    raw.change(
+        kserve_raw.weight_patch(
+            raw.obj, ModelVersionRef(S, S), ModelVersionRef(C, C, "fraud", "2"), 10
+        )
+    )
+    observed = kserve_raw.read_split(raw.obj)
+    assert observed.stable_revision == "fraud-predictor"
+    assert observed.canary_revision == "fraud-v2-predictor"

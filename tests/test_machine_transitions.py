@@ -642,3 +642,16 @@ def test_the_progress_deadline_counts_from_when_the_split_went_off() -> None:
     assert still_off.status.phase == Phase.ROLLING_BACK
     assert still_off.status.rollback is not None
     assert still_off.status.rollback.reason == Reason.PROGRESS_DEADLINE_EXCEEDED
+
+
+def test_a_stage_that_moves_without_a_commit_is_not_followed_either() -> None:
+    pinned = replace(V2, uri="models:/fraud/Production")
+    moved = replace(V3, uri="models:/fraud/Production")
+    decision = decide(
+        spec(), canary_status(canary=pinned), wants(moved, route=split(V1, pinned, 20)), at(5)
+    )
+    assert decision.status.canary == pinned
+    assert condition(decision, api.ConditionType.ALIAS_DRIFT) == (
+        conditions.TRUE,
+        Reason.ALIAS_DRIFT,
+    )

@@ -22,6 +22,11 @@ GIT = {"repository": "https://git.example/models.git", "path": "fraud/model.yaml
 NO_RANGE = {"name": "a", "query": "q"}
 
 
+def judged(judge: str, **settings: Any) -> dict[str, Any]:
+    """A metric ``a`` for the sequential or drift judge, from a template."""
+    return {"name": "a", "templateRef": {"name": "t"}, "judge": judge, **settings}
+
+
 def valid(**extra: Any) -> ModelRolloutSpec:
     return spec(
         steps=[
@@ -50,6 +55,13 @@ def valid(**extra: Any) -> ModelRolloutSpec:
         spec(),
         spec(steps=[]),
         spec(progressDeadlineSeconds=1),
+        spec(metrics=[judged("sequential"), {**judged("drift"), "name": "b"}]),
+        spec(
+            metrics=[
+                judged("sequential", sequential={"tolerance": 0, "minSamples": 1}),
+                {**judged("drift", drift={"max": 0, "minSamples": 1}), "name": "b"},
+            ]
+        ),
     ],
 )
 def test_a_valid_spec_has_no_problems(rollout: ModelRolloutSpec) -> None:
@@ -128,6 +140,35 @@ def test_a_valid_spec_has_no_problems(rollout: ModelRolloutSpec) -> None:
         (
             spec(metrics=[metric("a", thresholdRange={"min": 2, "max": 1})]),
             "spec.strategy.analysis.metrics[0].thresholdRange: min is greater than max",
+        ),
+        # the sequential and drift judges' settings and the alpha budget
+        (
+            spec(metrics=[judged("sequential", sequential={"tolerance": -0.1})]),
+            "spec.strategy.analysis.metrics[0].sequential.tolerance: must be 0 or more",
+        ),
+        (
+            spec(metrics=[judged("sequential", sequential={"minSamples": 0})]),
+            "spec.strategy.analysis.metrics[0].sequential.minSamples: must be at least 1",
+        ),
+        (
+            spec(metrics=[judged("sequential", sequential={"maxSamples": 0})]),
+            "spec.strategy.analysis.metrics[0].sequential.maxSamples: must be at least 1",
+        ),
+        (
+            spec(metrics=[judged("drift", drift={"max": -1})]),
+            "spec.strategy.analysis.metrics[0].drift.max: must be 0 or more",
+        ),
+        (
+            spec(metrics=[judged("drift", drift={"minSamples": 0})]),
+            "spec.strategy.analysis.metrics[0].drift.minSamples: must be at least 1",
+        ),
+        (
+            spec(strategy={"analysis": {"alpha": 0, "metrics": [judged("sequential")]}}),
+            "spec.strategy.analysis.alpha: must be more than 0 and at most 0.5, not 0",
+        ),
+        (
+            spec(strategy={"analysis": {"alpha": 0.6, "metrics": [judged("sequential")]}}),
+            "spec.strategy.analysis.alpha: must be more than 0 and at most 0.5, not 0.6",
         ),
         # steps
         (

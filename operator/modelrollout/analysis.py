@@ -29,6 +29,9 @@ from modelrollout.clock import parse_time, rfc3339, seconds_since
 from modelrollout.decision import Measurement
 from modelrollout.judges import JUDGES, Judgement
 
+#: How a judgement that is still collecting evidence reads in status.
+PENDING_MESSAGE = "collecting evidence"
+
 
 def metrics_of(spec: ModelRolloutSpec) -> tuple[MetricSpec, ...]:
     analysis = spec.strategy.analysis
@@ -127,24 +130,30 @@ def alpha_share(spec: ModelRolloutSpec) -> float:
 
 
 def _counted(previous: MetricStatus, judgement: Judgement, now: datetime) -> MetricStatus:
-    verdict = judgement.verdict
+    """The metric's status after ``judgement``. A pending judgement shows as
+    INCONCLUSIVE (so ``holding_back`` holds the rollout at its step) but adds to
+    no verdict counter, only to ``count``, the number of measurements taken."""
+    counted = None if judgement.pending else judgement.verdict
+    message = judgement.message
+    if judgement.pending:
+        message = f"{PENDING_MESSAGE}: {message}" if message else PENDING_MESSAGE
     return replace(
         previous,
-        verdict=verdict,
+        verdict=Verdict.INCONCLUSIVE if judgement.pending else judgement.verdict,
         # JSON (and so the API server) has no NaN or infinity.
         value=judgement.value
         if judgement.value is not None and isfinite(judgement.value)
         else None,
-        message=judgement.message,
+        message=message,
         evidence=judgement.evidence,
         measured_at=rfc3339(now),
         count=previous.count + 1,
-        successful=previous.successful + (verdict == Verdict.PASS),
-        failed=previous.failed + (verdict == Verdict.FAIL),
-        inconclusive=previous.inconclusive + (verdict == Verdict.INCONCLUSIVE),
-        error=previous.error + (verdict == Verdict.ERROR),
-        consecutive_errors=previous.consecutive_errors + 1 if verdict == Verdict.ERROR else 0,
-        step_passes=previous.step_passes + (verdict == Verdict.PASS),
+        successful=previous.successful + (counted == Verdict.PASS),
+        failed=previous.failed + (counted == Verdict.FAIL),
+        inconclusive=previous.inconclusive + (counted == Verdict.INCONCLUSIVE),
+        error=previous.error + (counted == Verdict.ERROR),
+        consecutive_errors=previous.consecutive_errors + 1 if counted == Verdict.ERROR else 0,
+        step_passes=previous.step_passes + (counted == Verdict.PASS),
         state=judgement.state,
     )
 

@@ -51,9 +51,10 @@ class RouteObservation:
     canary_storage_uri: str | None = None
     canary_weight: int = 0
     ready: bool = True
-    #: What KServe calls each arm (revision or deployment name), for metric queries.
-    stable_revision: str | None = None
-    canary_revision: str | None = None
+    #: What KServe calls each arm (revision or deployment name), for metric queries;
+    #: names, not part of the split, so they take no part in comparisons.
+    stable_revision: str | None = field(default=None, compare=False)
+    canary_revision: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

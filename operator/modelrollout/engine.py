@@ -10,15 +10,15 @@ repeated pass never skips or repeats a step.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from modelrollout import analysis, api, serde, steps
+from modelrollout import analysis, api, serde, steps, templates
 from modelrollout import conditions as cond
 from modelrollout.api import ModelRolloutSpec, ModelRolloutStatus, ModelVersionRef, Reason
-from modelrollout.clock import Clock, SystemClock
+from modelrollout.clock import Clock, SystemClock, seconds_since
 from modelrollout.decision import (
     ActionType,
     DesiredModel,
@@ -28,16 +28,32 @@ from modelrollout.decision import (
     Observations,
     Promote,
     Restore,
+    RouteObservation,
     SetWeight,
     SourceProblem,
     WriteBack,
 )
-from modelrollout.errors import ModelRolloutError, RouterError
-from modelrollout.gitsource.base import GitSource
+from modelrollout.errors import ModelRolloutError, RouterError, SourceError
+from modelrollout.gitsource.base import (
+    ALLOWED_SIGNERS_KEY,
+    GitSource,
+    ManifestRevision,
+    UntrustedCommitError,
+    credentials_from_secret,
+)
+from modelrollout.kube.base import SecretSource
 from modelrollout.machine import decide
-from modelrollout.metrics.base import MetricProvider
+from modelrollout.metrics.base import TemplateNotFound, TemplateSource, VectorProvider
+from modelrollout.metrics.kube_templates import DEFAULT_TOKEN_KEY
+from modelrollout.metrics.measure import measure_metric
 from modelrollout.registry.base import Registry
 from modelrollout.routing.base import Router, RouteTarget
+from modelrollout.templates import TemplateError
+
+#: The registry for a tracking URI (None: the operator's default) and a Secret's data.
+RegistryFactory = Callable[[str | None, Mapping[str, str] | None], Registry]
+#: The Prometheus for a MetricTemplate's provider (None: the default) and a bearer token.
+MetricsFactory = Callable[[api.PrometheusProvider | None, str | None], VectorProvider]
 
 
 @dataclass(frozen=True)
@@ -59,9 +75,11 @@ class Rollout:
 @dataclass(frozen=True)
 class Ports:
     routers: Mapping[api.Router, Router]
-    registry: Registry
-    metrics: MetricProvider
+    registry: RegistryFactory
+    metrics: MetricsFactory
     git: GitSource | None = None
+    secrets: SecretSource | None = None
+    templates: TemplateSource | None = None
     clock: Clock = field(default_factory=SystemClock)
     query_timeout_seconds: float = 10.0
 
@@ -77,6 +95,10 @@ class ActionError(ModelRolloutError):
     """An action of the decision could not be carried out; retry the pass."""
 
 
+class InvalidInputError(ModelRolloutError):
+    """What the rollout refers to cannot be used as written (a template, a reference)."""
+
+
 async def reconcile(rollout: Rollout, ports: Ports) -> PassResult:
     now = ports.clock.now()
     try:
@@ -84,7 +106,10 @@ async def reconcile(rollout: Rollout, ports: Ports) -> PassResult:
     except serde.SpecError as error:
         return _invalid(rollout, str(error), now)
     status = api.read_status(rollout.status)
-    observations = await observe(rollout, spec, status, ports, now)
+    try:
+        observations = await observe(rollout, spec, status, ports, now)
+    except InvalidInputError as error:
+        return _invalid(rollout, str(error), now)
     decision = decide(spec, status, observations, now)
     target = RouteTarget(rollout.namespace, spec.target.inference_service, spec.target.predictor)
     for action in decision.actions:
@@ -128,41 +153,83 @@ async def observe(
     except RouterError as error:
         raise ActionError(f"cannot read the InferenceService: {error}") from error
     return Observations(
-        desired=await desired_model(spec, status, ports),
+        desired=await desired_model(rollout.namespace, spec, status, ports),
         route=route,
-        measurements=await measure(spec, status, ports, now),
+        measurements=await measure(rollout.namespace, spec, status, route, ports, now),
         action=rollout.annotations.get(api.ACTION_ANNOTATION),
         generation=rollout.generation,
     )
 
 
+async def _secret(ports: Ports, namespace: str, name: str) -> dict[str, str]:
+    if ports.secrets is None:
+        raise SourceError(f"Secret {name} is referenced but this operator reads no Secrets")
+    return await ports.secrets.read(namespace, name)
+
+
+async def registry_for(namespace: str, spec: ModelRolloutSpec, ports: Ports) -> Registry:
+    settings = spec.registry
+    ref = settings.secret_ref if settings else None
+    credentials = await _secret(ports, namespace, ref.name) if ref else None
+    return ports.registry(settings.tracking_uri if settings else None, credentials)
+
+
 async def desired_model(
-    spec: ModelRolloutSpec, status: ModelRolloutStatus, ports: Ports
+    namespace: str, spec: ModelRolloutSpec, status: ModelRolloutStatus, ports: Ports
 ) -> DesiredModel | SourceProblem:
-    """What the source asks for, resolved by the registry and gated."""
+    """What the source asks for, resolved by the registry, with its provenance, gated."""
     try:
-        uri, commit = await _source(spec, ports)
-        ref = replace(await ports.registry.resolve(uri), git_commit=commit)
+        manifest = await _manifest(namespace, spec, ports)
+        uri = manifest.model_uri if manifest else spec.model.uri
+        if uri is None:
+            raise SourceError("spec.model names no model")
+        registry = await registry_for(namespace, spec, ports)
+        ref = await registry.resolve(uri)
+        if manifest is not None:
+            ref = replace(
+                ref,
+                git_commit=manifest.commit,
+                git_author=manifest.author,
+                git_time=manifest.committed_at,
+            )
         known = {m.key for m in (status.stable, status.canary) if m is not None}
         gates = spec.registry.gates if spec.registry else None
         if gates is None or ref.key in known:
             return DesiredModel(ref)
-        return DesiredModel(ref, await ports.registry.check_gates(ref, status.stable, gates))
+        return DesiredModel(ref, await registry.check_gates(ref, status.stable, gates))
     except ModelRolloutError as error:
         return SourceProblem(error.reason, str(error))
 
 
-async def _source(spec: ModelRolloutSpec, ports: Ports) -> tuple[str, str | None]:
-    if spec.model.uri is not None:
-        return spec.model.uri, None
-    if spec.model.git is None or ports.git is None:
-        raise ModelRolloutError("spec.model.git is set but this operator has no git source")
-    manifest = await ports.git.fetch(spec.model.git)
-    return manifest.model_uri, manifest.commit
+async def _manifest(
+    namespace: str, spec: ModelRolloutSpec, ports: Ports
+) -> ManifestRevision | None:
+    source = spec.model.git
+    if source is None:
+        return None
+    if ports.git is None:
+        raise SourceError("spec.model.git is set but this operator has no git source")
+    data = await _secret(ports, namespace, source.secret_ref.name) if source.secret_ref else {}
+    signers = None
+    if source.verify is not None:
+        ref = source.verify.allowed_signers_secret_ref
+        signers = (await _secret(ports, namespace, ref.name)).get(ref.key or ALLOWED_SIGNERS_KEY)
+        if not signers:
+            raise UntrustedCommitError(
+                f"Secret {ref.name} has no allowed signers under "
+                f"{ref.key or ALLOWED_SIGNERS_KEY!r}: no commit can be trusted"
+            )
+    credentials = credentials_from_secret(data, signers) if data or signers else None
+    return await ports.git.fetch(source, credentials)
 
 
 async def measure(
-    spec: ModelRolloutSpec, status: ModelRolloutStatus, ports: Ports, now: datetime
+    namespace: str,
+    spec: ModelRolloutSpec,
+    status: ModelRolloutStatus,
+    route: RouteObservation | None,
+    ports: Ports,
+    now: datetime,
 ) -> dict[str, Measurement]:
     """Query only the metrics that are due; the core ignores the rest anyway."""
     if status.canary is None:
@@ -170,14 +237,52 @@ async def measure(
     step = steps.step_at(spec, status.current_step_index)
     out: dict[str, Measurement] = {}
     for metric in analysis.due(spec, status.analysis, step, now):
-        if metric.query is None:
-            out[metric.name] = Measurement(
-                error=f"templateRef {metric.template_ref.name if metric.template_ref else ''!r}: "
-                "MetricTemplate references are not supported by this operator build yet"
+        try:
+            out[metric.name] = await _measure_one(
+                namespace, spec, status, metric, route, ports, now
             )
-            continue
-        out[metric.name] = await ports.metrics.measure(metric.query, ports.query_timeout_seconds)
+        except (TemplateError, TemplateNotFound) as error:
+            raise InvalidInputError(f"metric {metric.name!r}: {error}") from error
+        except ModelRolloutError as error:
+            out[metric.name] = Measurement(error=str(error))
     return out
+
+
+async def _measure_one(
+    namespace: str,
+    spec: ModelRolloutSpec,
+    status: ModelRolloutStatus,
+    metric: api.MetricSpec,
+    route: RouteObservation | None,
+    ports: Ports,
+    now: datetime,
+) -> Measurement:
+    template = None
+    token = None
+    if metric.template_ref is not None:
+        if ports.templates is None:
+            raise TemplateNotFound("this operator reads no MetricTemplates")
+        template = await ports.templates.get(namespace, metric.template_ref.name)
+        ref = template.provider.prometheus.secret_ref
+        if ref is not None:
+            token = (await _secret(ports, namespace, ref.name)).get(ref.key or DEFAULT_TOKEN_KEY)
+    analysis_spec = spec.strategy.analysis or api.AnalysisSpec()
+    variables = templates.variables(
+        namespace=namespace,
+        inference_service=spec.target.inference_service,
+        stable_revision=route.stable_revision if route else None,
+        canary_revision=route.canary_revision if route else None,
+        interval=metric.interval or analysis_spec.interval,
+        since_canary_start_seconds=seconds_since(status.canary_started_at, now) or 0.0,
+        args=metric.args,
+    )
+    return await measure_metric(
+        metric,
+        template,
+        variables,
+        lambda provider: ports.metrics(provider, token),
+        timeout_seconds=ports.query_timeout_seconds,
+    )
 
 
 async def _carry_out(
@@ -208,7 +313,8 @@ async def _write_back(
         return
     settings = spec.registry.write_back or api.WriteBack()
     if settings.enabled:
-        await ports.registry.write_back(action, settings, rollout.key)
+        registry = await registry_for(rollout.namespace, spec, ports)
+        await registry.write_back(action, settings, rollout.key)
 
 
 async def release(rollout: Rollout, ports: Ports) -> str | None:

@@ -36,9 +36,19 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # log lines only warnings and errors become events.
     settings.posting.level = logging.WARNING
     settings.peering.standalone = True
-    memo.ports = wiring.ports(SETTINGS)
+    git = wiring.git_source(SETTINGS)
+    memo.ports = wiring.ports(SETTINGS, git)
+    memo.webhook = wiring.webhook(SETTINGS, git)
+    if memo.webhook is not None:
+        await memo.webhook.start()
     memo.locks = {}
     memo.statuses = {}
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    if memo.get("webhook") is not None:
+        await memo.webhook.stop()
 
 
 def _rollout(

@@ -240,7 +240,7 @@ class _Pass:
         pinned = self.status.canary or self.status.stable
         drifted = (
             pinned is not None
-            and "@" in ref.uri
+            and _moves(ref.uri)
             and ref.uri == pinned.uri
             and ref.git_commit == pinned.git_commit
             and ref.key != pinned.key
@@ -729,6 +729,11 @@ class _Pass:
         else:
             health_reason, health = _HEALTH[judged.phase]
             self._condition(ConditionType.HEALTHY, health, health_reason, judged.message or "")
+
+
+def _moves(uri: str) -> bool:
+    """Whether a URI names something that can move: an alias or a (deprecated) stage."""
+    return "@" in uri or not uri.rsplit("/", 1)[-1].isdigit()
 
 
 _PHASE_REASON: dict[Phase, Reason] = {

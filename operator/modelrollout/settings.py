@@ -16,13 +16,25 @@ class Settings:
     timer_seconds: float = 5.0
     #: Namespaces to watch; empty = the whole cluster.
     namespaces: tuple[str, ...] = ()
-    #: ``static:<storage-base>`` (no registry server) or ``mlflow`` (later).
-    registry: str = "static:s3://models"
+    #: ``mlflow`` (the default) or ``static:<storage-base>`` (no registry server).
+    registry: str = "mlflow"
+    #: The MLflow tracking server for rollouts that name none.
+    mlflow_tracking_uri: str | None = None
+    #: ``prefix=replacement,…``: artifact-store URIs to URIs KServe can load.
+    storage_map: str = ""
     registry_aliases: Path | None = None
     registry_journal: Path | None = None
-    #: ``static:<file>`` (values from a JSON file).
+    #: The Prometheus for inline queries and templates that name none.
+    prometheus_url: str | None = None
+    #: ``static:<file>``: metric values from a JSON file instead of Prometheus.
     metrics: str = ""
     query_timeout_seconds: float = 10.0
+    git_cache: Path = Path("/tmp/modelrollout-git")
+    #: Allow ``file://`` repositories (the sandbox and tests); off on a cluster.
+    git_allow_file: bool = False
+    #: ``host:port`` for the git push webhook; unset: no webhook (polling only).
+    webhook_address: str | None = None
+    webhook_secret: str | None = None
     log_level: str = "INFO"
     liveness_endpoint: str | None = None
 
@@ -42,10 +54,17 @@ def from_env(environ: dict[str, str] | None = None) -> Settings:
         timer_seconds=float(get("TIMER_SECONDS") or Settings.timer_seconds),
         namespaces=namespaces,
         registry=get("REGISTRY") or Settings.registry,
+        mlflow_tracking_uri=get("MLFLOW_TRACKING_URI") or env.get("MLFLOW_TRACKING_URI") or None,
+        storage_map=get("STORAGE_MAP") or "",
         registry_aliases=path("REGISTRY_ALIASES"),
         registry_journal=path("REGISTRY_JOURNAL"),
+        prometheus_url=get("PROMETHEUS_URL"),
         metrics=get("METRICS") or "",
         query_timeout_seconds=float(get("QUERY_TIMEOUT_SECONDS") or 10.0),
+        git_cache=path("GIT_CACHE") or Settings.git_cache,
+        git_allow_file=get("GIT_ALLOW_FILE") in ("1", "true", "yes"),
+        webhook_address=get("WEBHOOK_ADDRESS"),
+        webhook_secret=get("WEBHOOK_SECRET"),
         log_level=get("LOG_LEVEL") or "INFO",
         liveness_endpoint=get("LIVENESS_ENDPOINT"),
     )

@@ -15,10 +15,14 @@ from modelrollout.api import (
     MAX_WEIGHT,
     AnalysisStatus,
     Judge,
+    MetricSpec,
     ModelRolloutSpec,
     Step,
 )
 from modelrollout.clock import seconds_since
+
+#: The largest false-rollback budget a rollout may set (as the CRD bounds it).
+MAX_ALPHA = 0.5
 
 
 def problems(spec: ModelRolloutSpec) -> list[str]:
@@ -30,6 +34,12 @@ def problems(spec: ModelRolloutSpec) -> list[str]:
     if model.uri is not None and not model.uri.startswith("models:/"):
         found.append(f"spec.model.uri: {model.uri!r} is not an MLflow registry URI (models:/…)")
     found += _duration_problems(spec)
+    alpha = spec.strategy.analysis.alpha if spec.strategy.analysis else None
+    if alpha is not None and not 0 < alpha <= MAX_ALPHA:
+        found.append(
+            f"spec.strategy.analysis.alpha: must be more than 0 and at most {MAX_ALPHA:g}, "
+            f"not {alpha:g}"
+        )
     names = [m.name for m in analysis.metrics_of(spec)]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -47,6 +57,7 @@ def problems(spec: ModelRolloutSpec) -> list[str]:
                 found.append(f"{where}.{limit}: must be 0 or more, not {value}")
         if metric.judge != Judge.THRESHOLD and metric.template_ref is None:
             found.append(f"{where}.judge: {metric.judge} needs a templateRef with count queries")
+        found += _judge_settings_problems(where, metric)
         bounds = metric.threshold_range
         if metric.judge == Judge.THRESHOLD and (
             bounds is None or (bounds.min is None and bounds.max is None)
@@ -60,6 +71,26 @@ def problems(spec: ModelRolloutSpec) -> list[str]:
         found += _step_problems(f"spec.strategy.steps[{i}]", step, set(names))
     if spec.progress_deadline_seconds < 1:
         found.append("spec.progressDeadlineSeconds: must be at least 1")
+    return found
+
+
+def _judge_settings_problems(where: str, metric: MetricSpec) -> list[str]:
+    """The sequential and drift settings the CRD bounds (unset means the defaults)."""
+    found = []
+    sequential = metric.sequential
+    if sequential is not None:
+        if sequential.tolerance < 0:
+            found.append(f"{where}.sequential.tolerance: must be 0 or more")
+        if sequential.min_samples < 1:
+            found.append(f"{where}.sequential.minSamples: must be at least 1")
+        if sequential.max_samples is not None and sequential.max_samples < 1:
+            found.append(f"{where}.sequential.maxSamples: must be at least 1")
+    drift = metric.drift
+    if drift is not None:
+        if drift.max < 0:
+            found.append(f"{where}.drift.max: must be 0 or more")
+        if drift.min_samples < 1:
+            found.append(f"{where}.drift.minSamples: must be at least 1")
     return found
 
 

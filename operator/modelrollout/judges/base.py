@@ -17,6 +17,10 @@ class Judgement:
     evidence: dict[str, str] = field(default_factory=dict)
     #: Carried to the next check in ``MetricStatus.state`` (None: keep none).
     state: str | None = None
+    #: Still collecting evidence: recorded as INCONCLUSIVE "collecting evidence" but
+    #: counted as neither a pass nor an inconclusive result, so it holds the rollout
+    #: at its step without ever reaching ``inconclusiveLimit``.
+    pending: bool = False
 
 
 class Judge(Protocol):
@@ -40,4 +44,18 @@ def without_value(measurement: Measurement) -> Judgement | None:
         return Judgement(Verdict.INCONCLUSIVE, None, message, evidence)
     if measurement.value != measurement.value:  # NaN, e.g. 0/0 in PromQL
         return Judgement(Verdict.INCONCLUSIVE, None, "no data: the query returned NaN", evidence)
+    return None
+
+
+def without_counts(measurement: Measurement, state: str | None = None) -> Judgement | None:
+    """The same for judges of per-arm counts: an error, or an arm with no data, never
+    passes (``state`` is carried through unchanged)."""
+    evidence = dict(measurement.evidence)
+    if measurement.error is not None:
+        message = f"metric provider error: {measurement.error}"
+        return Judgement(Verdict.ERROR, None, message, evidence, state)
+    if not measurement.canary or not measurement.stable:
+        arm = "canary" if not measurement.canary else "stable"
+        message = f"no data for the {arm}: is it receiving traffic?"
+        return Judgement(Verdict.INCONCLUSIVE, None, message, evidence, state)
     return None

@@ -1,33 +1,77 @@
-"""A metric provider without a server: values from a JSON file.
+"""A metric provider without a server: answers from a JSON file.
 
-For sandboxes, tests and the scale benchmark: the file maps a query string to a
-number, ``null`` (no data) or ``{"error": "..."}``, and is re-read on every
-call so a test can change what the canary "measures" while a rollout runs.
+For sandboxes, tests and the scale benchmark. The file maps a query string to
+its answer and is re-read on every call, so a test can change what the canary
+"measures" while a rollout runs:
+
+- a number (or a string such as ``"NaN"`` or ``"+Inf"``): one unlabelled sample;
+- ``null``, or no entry: no data;
+- a list of ``{"labels": {...}, "value": ...}``: an instant vector;
+- ``{"error": "..."}``: the provider is unavailable; ``{"badQuery": "..."}``: the
+  query is refused; ``{"delaySeconds": n, "answer": ...}``: ``answer`` after n
+  seconds (a query timeout shorter than that makes it unavailable).
+
+Answers go through the same :class:`SampleProvider` as Prometheus's, so no
+data, NaN, several series and errors mean the same thing here as there
+(``tests/test_metrics_contract.py`` runs one suite against both).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
-from modelrollout.decision import Measurement
+from modelrollout.metrics.base import BadQuery, Sample, SampleProvider, Unavailable
 
 
-class StaticMetrics:
+class StaticMetrics(SampleProvider):
     def __init__(self, values: Path) -> None:
         self.values = values
 
-    async def measure(self, query: str, timeout_seconds: float) -> Measurement:
+    async def samples(self, query: str, timeout_seconds: float) -> list[Sample]:
         try:
             table = json.loads(self.values.read_text())
         except (OSError, ValueError) as error:
-            return Measurement(error=f"cannot read {self.values}: {error}")
-        value = table.get(query)
-        if isinstance(value, dict):
-            return Measurement(error=str(value.get("error", "error")))
-        if value is None:
-            return Measurement()
-        return Measurement(value=float(value))
+            raise Unavailable(f"cannot read {self.values}: {error}") from error
+        if not isinstance(table, dict):
+            raise Unavailable(f"{self.values} is not a JSON object of query answers")
+        return await self._answer(query, table.get(query), timeout_seconds)
 
     async def is_online(self) -> bool:
         return self.values.exists()
+
+    async def _answer(self, query: str, answer: Any, timeout_seconds: float) -> list[Sample]:
+        if isinstance(answer, dict) and "delaySeconds" in answer:
+            delay = float(answer["delaySeconds"])
+            try:
+                await asyncio.wait_for(asyncio.sleep(delay), timeout_seconds)
+            except TimeoutError:
+                raise Unavailable(
+                    f"{self.values} did not answer within {timeout_seconds:g}s"
+                ) from None
+            return await self._answer(query, answer.get("answer"), timeout_seconds)
+        try:
+            return _samples(answer)
+        except (TypeError, ValueError, KeyError) as error:
+            raise Unavailable(f"{self.values}: cannot read the answer to {query!r}") from error
+
+
+def _samples(answer: Any) -> list[Sample]:
+    if answer is None:
+        return []
+    if isinstance(answer, dict):
+        if "error" in answer:
+            raise Unavailable(str(answer["error"]))
+        if "badQuery" in answer:
+            raise BadQuery(f"bad query: {answer['badQuery']}")
+        raise ValueError("unknown answer")
+    if isinstance(answer, list):
+        return [
+            Sample(float(item["value"]), {str(k): str(v) for k, v in item["labels"].items()})
+            for item in answer
+        ]
+    if isinstance(answer, bool):
+        raise ValueError("a boolean is no number")
+    return [Sample(float(answer))]

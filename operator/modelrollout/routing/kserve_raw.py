@@ -68,8 +68,14 @@ def read_split(obj: Mapping[str, Any]) -> RouteObservation:
     stable = storage_uri(field(obj, "spec", "predictor"))
     canary = field(obj, "spec", "canary", 0)
     ready = reconciled(obj) and condition_is_true(obj, "Ready")
+    isvc = field(obj, "metadata", "name")
+    stable_name = field(obj, "spec", "predictor", "name")
+    # KServe names a raw deployment after the InferenceService and its predictor's name.
+    stable_revision = f"{isvc}-{stable_name}-predictor" if stable_name else f"{isvc}-predictor"
     if not isinstance(canary, Mapping):
-        return RouteObservation(stable_storage_uri=stable, ready=ready)
+        return RouteObservation(
+            stable_storage_uri=stable, ready=ready, stable_revision=stable_revision
+        )
     name = field(canary, "predictor", "name")
     statuses = [s for s in field(obj, "status", "canaryStatuses") or () if isinstance(s, Mapping)]
     if name:
@@ -81,6 +87,8 @@ def read_split(obj: Mapping[str, Any]) -> RouteObservation:
         canary_storage_uri=storage_uri(canary.get("predictor")),
         canary_weight=int(status.get("trafficPercent") or 0),
         ready=ready and status.get("ready") is True,
+        stable_revision=stable_revision,
+        canary_revision=f"{isvc}-{name or 'canary-0'}-predictor",
     )
 
 

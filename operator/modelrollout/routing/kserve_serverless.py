@@ -75,8 +75,12 @@ def read_split(obj: Mapping[str, Any]) -> RouteObservation:
         and component.get("latestReadyRevision") == created
         and spec_routed
     )
+    latest_name = latest.get("revisionName") if latest is not None else None
+    prev_name = next((t.get("revisionName") for t in traffic if t.get("tag") == "prev"), None)
     if percent is None:
-        return RouteObservation(stable_storage_uri=uri, ready=ready and not has_prev)
+        return RouteObservation(
+            stable_storage_uri=uri, ready=ready and not has_prev, stable_revision=latest_name
+        )
     weight = int(latest.get("percent") or 0) if latest is not None and spec_routed else 0
     annotations = field(obj, "metadata", "annotations") or {}
     return RouteObservation(
@@ -84,6 +88,8 @@ def read_split(obj: Mapping[str, Any]) -> RouteObservation:
         canary_storage_uri=uri,
         canary_weight=weight,
         ready=ready,
+        stable_revision=prev_name,
+        canary_revision=latest_name if spec_routed else None,
     )
 
 

@@ -1,0 +1,1 @@
+"""Kubernetes reads the engine needs besides the InferenceService: Secrets."""
