@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
 import re
 import subprocess
 import sys
@@ -996,6 +997,47 @@ def test_health_and_version_endpoints(target: Target) -> None:
     found = client.VersionApi(api_client).get_code()
     api_client.close()
     assert (found.major, found.minor) == ("1", "32")
+
+
+# ------------------------------------------------------------------ tables and OpenAPI
+
+
+TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+
+
+@pytest.mark.parametrize("target", targets("server-side table output"), indirect=True)
+def test_lists_answer_as_a_table_with_the_printer_columns(api: Api) -> None:
+    api.create(rollout("tabled"))
+    api.patch_status("tabled", {"status": {"phase": "Progressing", "canaryWeight": 25}})
+    request = urllib.request.Request(
+        f"{api.target.url}/apis/{GROUP}/{VERSION}/namespaces/{api.namespace}/{PLURAL}",
+        headers={"Accept": TABLE},
+    )
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        table = json.loads(answer.read())
+    assert table["kind"] == "Table"
+    names = [c["name"] for c in table["columnDefinitions"] if c.get("priority", 0) == 0]
+    assert names == ["Name", "Phase", "Weight", "Stable", "Canary", "Ready", "Age"]
+    (row,) = table["rows"]
+    assert row["cells"][:3] == ["tabled", "Progressing", 25]
+    assert row["object"]["metadata"]["name"] == "tabled"
+
+
+@pytest.mark.parametrize("target", targets("an OpenAPI v3 document of the CRDs"), indirect=True)
+def test_openapi_v3_serves_the_crd_schemas_for_kubectl_explain(target: Target) -> None:
+    with urllib.request.urlopen(f"{target.url}/openapi/v3", timeout=5) as answer:
+        paths = json.loads(answer.read())["paths"]
+    url = paths[f"apis/{GROUP}/{VERSION}"]["serverRelativeURL"]
+    with urllib.request.urlopen(target.url + url, timeout=5) as answer:
+        document = json.loads(answer.read())
+    schemas = document["components"]["schemas"]
+    (rollout_schema,) = [
+        schema
+        for schema in schemas.values()
+        if {"group": GROUP, "version": VERSION, "kind": "ModelRollout"}
+        in schema.get("x-kubernetes-group-version-kind", [])
+    ]
+    assert "strategy" in rollout_schema["properties"]["spec"]["properties"]
 
 
 # ------------------------------------------------------------------ admin: faults and audit
