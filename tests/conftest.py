@@ -6,6 +6,8 @@ Tests run with ``--import-mode=importlib``, so helpers here are fixtures, not im
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -137,3 +139,31 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
         yield server
     finally:
         server.stop()
+
+
+_SAVE_DIABETES_MODEL = """
+import sys
+import mlflow.sklearn
+from sklearn.datasets import load_diabetes
+from sklearn.linear_model import Ridge
+X, y = load_diabetes(return_X_y=True)
+model = Ridge(alpha=0.1).fit(X, y)
+mlflow.sklearn.save_model(
+    model, sys.argv[1], pip_requirements=["scikit-learn"], serialization_format="cloudpickle"
+)
+"""
+
+
+@pytest.fixture(scope="session")
+def diabetes_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow model (mlflow.sklearn.save_model of a Ridge fitted on load_diabetes), saved
+    by a child process so mlflow's import stays out of the test process. cloudpickle, not
+    MLflow's default skops: importing skops takes a model server about 3 s more to start."""
+    target = tmp_path_factory.mktemp("diabetes-model") / "model"
+    subprocess.run(
+        [sys.executable, "-c", _SAVE_DIABETES_MODEL, str(target)],
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
+    return target

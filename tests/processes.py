@@ -11,7 +11,8 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -111,3 +112,21 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0) ->
             return last
         time.sleep(0.2)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+ISVC_CRD = OPERATOR_DIR / "modelrollout" / "sandbox" / "crds"
+
+
+@contextmanager
+def running(kubectl: Kubectl, kserve: Process, operator: Process) -> Iterator[None]:
+    """Our InferenceService CRD established, then the KServe controller and the operator
+    running until the block ends."""
+    kubectl("apply", "-f", str(ISVC_CRD))
+    kubectl("wait", "--for", "condition=established", "crd/inferenceservices.serving.kserve.io")
+    kserve.start()
+    operator.start()
+    try:
+        yield
+    finally:
+        operator.stop()
+        kserve.stop()

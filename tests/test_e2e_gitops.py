@@ -31,12 +31,11 @@ from gitrepos import Origin
 from mlflow_server import MlflowServer, free_port, tracking
 from modelrollout import api
 from modelrollout.sandbox.kubeapi.testing import KubeApiProcess
-from processes import Kubectl, Process, kserve_controller, operator, wait_for
+from processes import Kubectl, Process, kserve_controller, operator, running, wait_for
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[1]
-ISVC_CRD = REPO / "operator" / "modelrollout" / "sandbox" / "crds"
 MODEL = "gitops-diabetes"
 BUCKET = "s3://mlflow-bucket/"
 TRAINING_COMMITS = {1: "a" * 40, 2: "b" * 40, 3: "c" * 40}
@@ -173,15 +172,8 @@ def gitops(
     mlflow_server.wait_ready()
     register_models(mlflow_server.url)
     found = GitOps(kube_api, mlflow_server, workdir)
-    found.kubectl("apply", "-f", str(ISVC_CRD))
-    found.kubectl(
-        "wait", "--for", "condition=established", "crd/inferenceservices.serving.kserve.io"
-    )
-    found.kserve.start()
-    found.operator.start()
-    yield found
-    for process in (found.operator, found.kserve):
-        process.stop()
+    with running(found.kubectl, found.kserve, found.operator):
+        yield found
 
 
 def test_committing_a_manifest_deploys_promotes_and_gates_models(gitops: GitOps) -> None:

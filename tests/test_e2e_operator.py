@@ -23,12 +23,11 @@ from kubernetes import client, config, watch
 
 from modelrollout import api
 from modelrollout.sandbox.kubeapi.testing import KubeApiProcess
-from processes import Kubectl, kserve_controller, operator, wait_for
+from processes import Kubectl, kserve_controller, operator, running, wait_for
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[1]
-ISVC_CRD = REPO / "operator" / "modelrollout" / "sandbox" / "crds"
 SUCCESS_RATE_QUERY = "modelrollout_e2e_success_rate"
 
 
@@ -124,15 +123,8 @@ def cluster(
 ) -> Iterator[Cluster]:
     """Given the emulator, the KServe CRD, the local KServe controller and the operator."""
     found = Cluster(kube_api, tmp_path_factory.mktemp("e2e"))
-    found.kubectl("apply", "-f", str(ISVC_CRD))
-    found.kubectl(
-        "wait", "--for", "condition=established", "crd/inferenceservices.serving.kserve.io"
-    )
-    found.kserve.start()
-    found.operator.start()
-    yield found
-    for process in (found.operator, found.kserve):
-        process.stop()
+    with running(found.kubectl, found.kserve, found.operator):
+        yield found
 
 
 def rollout_body(name: str, version: int, steps: list[dict[str, Any]]) -> dict[str, Any]:
