@@ -51,3 +51,21 @@ async def test_many_write_cycles_leave_every_buffer_within_its_bound() -> None:
     assert after["audit"] == AUDIT_LIMIT
     assert after["objects"] == before["objects"]
     assert after["watchers"] == 0
+
+
+@pytest.mark.xfail(
+    strict=True, reason="vanilla kmock keeps every request it served; this proves the check bites"
+)
+@pytest.mark.asyncio
+async def test_vanilla_kmock_fails_the_same_request_log_check() -> None:
+    import kmock
+
+    async with (
+        kmock.KubernetesEmulator() as handler,
+        kmock.Server(handler) as server,
+        aiohttp.ClientSession() as session,
+    ):
+        for _ in range(300):
+            async with session.get(str(server.url.with_path("/version"))) as answer:
+                assert answer.status == 200
+        assert len(handler._requests) == 0  # the same log the emulator keeps empty

@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from modelrollout import __version__
+from modelrollout.sandbox import up as sandbox_stack
 from modelrollout.sandbox.kubeapi import command as kube_api
 
 _NOT_YET = {
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     sandbox = commands.add_parser("sandbox", help="the local environment that needs no cluster")
     sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", metavar="COMMAND")
     kube_api.add_parser(sandbox_commands)
+    sandbox_stack.add_parsers(sandbox_commands)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
@@ -45,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.sandbox_command is None:
             sandbox.print_help()
             return 2
+        if args.sandbox_command in ("up", "down", "status"):
+            return sandbox_stack.run(args)
         return kube_api.run(args)
     print(
         f"modelrollout {args.command}: not available yet: {_NOT_YET[args.command]}", file=sys.stderr
