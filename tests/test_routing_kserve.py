@@ -26,7 +26,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from kserve_crds import OUR_CRD, UPSTREAM_CRD, assert_valid, load_crd, openapi, require_upstream
-from modelrollout import __version__, schema
+from modelrollout import __version__, schema, serde
 from modelrollout.api import ModelVersionRef
 from modelrollout.decision import RouteObservation
 from modelrollout.errors import RouterError
@@ -233,7 +233,7 @@ def serverless_status(
 
 def raw_canary(uri: str, name: str = "v2") -> dict[str, Any]:
     """The canary predictor the raw router derives from the template's predictor."""
-    return kserve.deep_merge(
+    return serde.deep_merge(
         TEMPLATE, {"name": name, "model": {"storageUri": uri, "name": "kserve-container"}}
     )
 

@@ -175,17 +175,19 @@ def merge_patch_from(bases: Sequence[Mapping[str, Any]], new: Mapping[str, Any])
     """
     out: dict[str, Any] = {}
     for base in bases:
-        _deep_merge(out, merge_patch(base, new))
+        out = deep_merge(out, merge_patch(base, new))
     return out
 
 
-def _deep_merge(into: dict[str, Any], patch: Mapping[str, Any]) -> None:
-    for key, value in patch.items():
-        current = into.get(key)
-        if isinstance(value, Mapping) and isinstance(current, dict):
-            _deep_merge(current, value)
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``base`` with ``override`` laid over it; maps merge, anything else replaces."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
         else:
-            into[key] = copy.deepcopy(value)
+            merged[key] = copy.deepcopy(value)
+    return merged
 
 
 def apply_merge_patch(target: Any, patch: Any) -> Any:

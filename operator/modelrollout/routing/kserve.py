@@ -22,6 +22,7 @@ from modelrollout.api import ModelVersionRef
 from modelrollout.decision import RouteObservation
 from modelrollout.errors import RouterError
 from modelrollout.routing.base import RouteTarget
+from modelrollout.serde import deep_merge
 
 GROUP = "serving.kserve.io"
 VERSION = "v1beta1"
@@ -58,17 +59,6 @@ def field(obj: Any, *path: str | int) -> Any:
         if obj is None:
             return None
     return obj
-
-
-def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> Obj:
-    """A copy of ``base`` with ``override`` laid over it; maps merge, anything else replaces."""
-    merged = copy.deepcopy(dict(base))
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
 
 
 def changes(obj: Mapping[str, Any], patch: Mapping[str, Any]) -> Patch:

@@ -44,12 +44,11 @@ from modelrollout.routing.kserve import (
     Patch,
     changes,
     condition_is_true,
-    deep_merge,
     field,
     reconciled,
     storage_uri,
 )
-from modelrollout.serde import merge_patch
+from modelrollout.serde import deep_merge, merge_patch
 
 CONTAINER_NAME = "kserve-container"
 _NOT_DNS = re.compile(r"[^a-z0-9-]+")

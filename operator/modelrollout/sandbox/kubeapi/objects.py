@@ -18,15 +18,11 @@ import yaml
 from modelrollout import schema
 from modelrollout.sandbox.kubeapi import builtins, crds, errors, meta
 from modelrollout.sandbox.kubeapi.gc import CRDS, NAMESPACES, Collector
-from modelrollout.sandbox.kubeapi.patch import (
-    PatchError,
-    json_patch,
-    merge_patch,
-    strategic_merge_patch,
-)
+from modelrollout.sandbox.kubeapi.patch import PatchError, json_patch, strategic_merge_patch
 from modelrollout.sandbox.kubeapi.resources import Registry, Resource
 from modelrollout.sandbox.kubeapi.selectors import Selector
 from modelrollout.sandbox.kubeapi.store import Store
+from modelrollout.serde import apply_merge_patch
 
 JSON = dict[str, Any]
 
@@ -220,7 +216,7 @@ class Cluster:
         shown = self.get(resource, namespace, name)
         try:
             if patch_type == MERGE:
-                patched = merge_patch(shown, document)
+                patched = apply_merge_patch(shown, document)
             elif patch_type == JSON_PATCH:
                 patched = json_patch(shown, document)
             else:
@@ -258,7 +254,7 @@ class Cluster:
         if self.store.peek(resource.storage, scope, name) is None and not subresource:
             document.setdefault("metadata", {}).setdefault("name", name)
             return self.create(resource, namespace, document, strict), True
-        patched = merge_patch(self.get(resource, namespace, name), document)
+        patched = apply_merge_patch(self.get(resource, namespace, name), document)
         return self.update(resource, namespace, name, patched, strict, subresource), False
 
     def delete(

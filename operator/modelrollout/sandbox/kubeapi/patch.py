@@ -21,19 +21,6 @@ class PatchError(ValueError):
         self.malformed = malformed
 
 
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386: objects merge key by key, ``null`` deletes, anything else replaces."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
-
-
 def strategic_merge_patch(target: Any, patch: Any) -> Any:
     """A merge patch that understands the ``$patch`` and bookkeeping directives kubectl sends.
 
