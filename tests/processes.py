@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import socket
 import subprocess
 import sys
 import time
@@ -130,3 +132,22 @@ def running(kubectl: Kubectl, kserve: Process, operator: Process) -> Iterator[No
     finally:
         operator.stop()
         kserve.stop()
+
+
+def free_base_port(count: int = 7) -> int:
+    """A base port whose ``count`` ports are all free on 127.0.0.1 (below the ephemeral range):
+    one sandbox's range (``modelrollout sandbox up`` uses base+0 .. base+6)."""
+    for _ in range(50):
+        base = random.randrange(20000, 30000)
+        if all(_free(base + k) for k in range(count)):
+            return base
+    raise AssertionError("no free port range found")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True

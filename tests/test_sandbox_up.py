@@ -1,7 +1,9 @@
 """``modelrollout sandbox up|down|status``: the whole sandbox as background processes.
 
-End to end (real kube-api, MLflow, data plane, Prometheus and operator on 127.0.0.1): ``up``
-brings every service up and ``status`` says so; after one child is killed ``status`` says
+End to end (real kube-api, MLflow, data plane, Prometheus, operator and Locust on 127.0.0.1):
+``up`` brings every service up and ``status`` says so; a push to the bare repository reaches
+the operator's webhook signed; Locust sends predictions once ``load.json`` names a target; one
+service stopped as if crashed starts again alone; after one child is killed ``status`` says
 down, ``up`` stops what is left and starts afresh keeping the run directory's data; ``down``
 leaves no process of the sandbox alive. Also: a taken port and a missing ``prometheus`` are
 refused with a message saying what to do, and ``status`` without a sandbox is "down".
@@ -11,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -25,27 +26,7 @@ import pytest
 
 from modelrollout.cli import main
 from modelrollout.sandbox import up as sandbox
-from processes import Kubectl, wait_for
-
-PORTS_PER_SANDBOX = 6
-
-
-def free_base_port() -> int:
-    """A base port whose whole range is free on 127.0.0.1 (below the ephemeral range)."""
-    for _ in range(50):
-        base = random.randrange(20000, 30000)
-        if all(_free(base + k) for k in range(PORTS_PER_SANDBOX)):
-            return base
-    raise AssertionError("no free port range found")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
+from processes import Kubectl, free_base_port, wait_for
 
 
 def cli(*args: str, timeout: float = 180.0) -> subprocess.CompletedProcess[str]:
@@ -87,6 +68,26 @@ def router_target_up(prometheus: str, router_port: int) -> bool:
     )
 
 
+def push_a_commit(bare: Path, clone: Path) -> str:
+    """git push's output (a hook's output comes back on stderr, prefixed "remote:")."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(clone), *args], capture_output=True, text=True,
+                              timeout=60, check=True)  # fmt: skip
+        return done.stdout + done.stderr
+
+    subprocess.run(["git", "clone", "--quiet", str(bare), str(clone)], check=True, timeout=60)
+    (clone / "models.yaml").write_text("modelUri: models:/m/1\n")
+    git("add", "models.yaml")
+    git("-c", "user.name=t", "-c", "user.email=t@t.invalid", "commit", "-qm", "m v1")
+    return git("push", "origin", "HEAD:main")
+
+
+def locust_requests(url: str, name: str) -> int:
+    stats = get_json(f"{url}/stats/requests")["stats"]
+    return sum(int(row["num_requests"]) for row in stats if row["name"] == name)
+
+
 @pytest.fixture
 def run_dir(tmp_path: Path) -> Iterator[Path]:
     folder = tmp_path / "sandbox"
@@ -105,7 +106,7 @@ def test_up_status_crash_recovery_and_down(run_dir: Path) -> None:
     assert started.returncode == 0, started.stderr + started.stdout
     state = json.loads((run_dir / "sandbox.json").read_text())
     first = pids(run_dir)
-    assert list(first) == ["kube-api", "mlflow", "dataplane", "prometheus", "operator"]
+    assert list(first) == ["kube-api", "mlflow", "dataplane", "prometheus", "operator", "load"]
 
     # then status says all is up and every service answers
     assert cli("status", "--run-dir", str(run_dir)).returncode == 0
@@ -127,6 +128,24 @@ def test_up_status_crash_recovery_and_down(run_dir: Path) -> None:
     created = get_json(
         f"{urls['mlflow']}/api/2.0/mlflow/experiments/create", {"name": "kept-across-restarts"}
     )
+
+    # A push to the bare repository reaches the operator's webhook, signed (202, not 401).
+    pushed = push_a_commit(Path(state["gitRepository"]), run_dir / "clone")
+    assert "modelrollout webhook: 202" in pushed, pushed
+
+    # Locust idles until load.json names a target, then sends it predictions.
+    (run_dir / "load.json").write_text(json.dumps(
+        {"targets": [{"namespace": "nowhere", "inferenceService": "nothing", "rps": 20}]}
+    ))  # fmt: skip
+    wait_for("Locust to send load", lambda: locust_requests(urls["load"], "nowhere/nothing") >= 20)
+
+    # One service stopped as if it crashed, then started again alone.
+    sandbox.stop_service(run_dir, "operator", signal.SIGKILL)
+    assert not sandbox.group_members(first["operator"])
+    assert cli("status", "--run-dir", str(run_dir)).returncode == 1
+    sandbox.start_service(run_dir, "operator")
+    assert cli("status", "--run-dir", str(run_dir)).returncode == 0
+    first = pids(run_dir)
 
     # When one child dies (SIGKILL of MLflow's CLI; its uvicorn worker lives on)
     os.kill(first["mlflow"], signal.SIGKILL)

@@ -1,7 +1,7 @@
 """The ``modelrollout`` command (also installed as ``kubectl-modelrollout``).
 
-Subcommands arrive with the issues that build them; until then a subcommand
-that is not built says so plainly and exits non-zero, never pretends.
+``run`` is the operator; ``demo`` and ``sandbox`` are the local environment, which needs no
+cluster. The sandbox modules are imported only when their command runs.
 """
 
 from __future__ import annotations
@@ -10,13 +10,9 @@ import argparse
 import sys
 
 from modelrollout import __version__
+from modelrollout.sandbox import demo
 from modelrollout.sandbox import up as sandbox_stack
 from modelrollout.sandbox.kubeapi import command as kube_api
-
-_NOT_YET = {
-    "demo": "the local demo arrives with the sandbox (real MLflow, KServe model servers, "
-    "Prometheus and git); until then run the tests: scripts/test",
-}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,8 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--version", action="version", version=f"modelrollout {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, text in _NOT_YET.items():
-        commands.add_parser(name, help=text.split(";")[0])
+    demo.add_parser(commands)
     run = commands.add_parser(
         "run",
         help="the operator (kopf); configured by KUBECONFIG and MODELROLLOUT_* variables",
@@ -50,10 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.sandbox_command in ("up", "down", "status"):
             return sandbox_stack.run(args)
         return kube_api.run(args)
-    print(
-        f"modelrollout {args.command}: not available yet: {_NOT_YET[args.command]}", file=sys.stderr
-    )
-    return 2
+    return demo.run(args)
 
 
 def _run_operator(*, verbose: bool) -> int:

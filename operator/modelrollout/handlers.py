@@ -19,6 +19,8 @@ from modelrollout import api, engine, serde, wiring
 from modelrollout.decision import EventType
 from modelrollout.settings import from_env
 
+log = logging.getLogger(__name__)
+
 SETTINGS = from_env()
 FINALIZER = f"{api.GROUP}/finalizer"
 _RESOURCE = (api.GROUP, api.VERSION, api.ROLLOUT_PLURAL)
@@ -90,6 +92,11 @@ async def _pass(
     for event in result.events:
         kind = "Warning" if event.type == EventType.WARNING else "Normal"
         kopf.event(body, type=kind, reason=event.reason.value, message=event.message)
+        log.log(
+            logging.WARNING if kind == "Warning" else logging.INFO,
+            "[%s/%s] %s: %s", meta.get("namespace"), meta.get("name"), event.reason.value,
+            event.message,
+        )  # fmt: skip
 
 
 @kopf.on.create(*_RESOURCE)

@@ -2,9 +2,11 @@
 
 ``up`` starts, on 127.0.0.1 only and in this order, each in a process group of its own with
 its log in the run directory: the Kubernetes API emulator, MLflow, the KServe data plane,
-Prometheus and the operator; it creates a bare git repository, waits (bounded) for each to
-answer its health URL and writes ``<run-dir>/sandbox.json``. Service ``k`` listens on
-``base-port + k``. ``status`` reads that file; ``down`` stops every process group it names.
+Prometheus, the operator and Locust (load, idle until ``load.json`` names targets); it creates
+a bare git repository whose ``post-receive`` hook notifies the operator's webhook, waits
+(bounded) for each to answer its health URL and writes ``<run-dir>/sandbox.json``. Service
+``k`` listens on ``base-port + k``. ``status`` reads that file; ``down`` stops every process
+group it names; ``stop_service``/``start_service`` stop and start one (the tests' faults).
 
 Only the standard library is imported here: the CLI stays light.
 """
@@ -33,6 +35,7 @@ STATE_FILE = "sandbox.json"
 DEFAULT_RUN_DIR = Path(".modelrollout-sandbox")
 DEFAULT_BASE_PORT = 18400
 READY_SECONDS = 120.0
+LOAD_USERS = 8
 STOP_SECONDS = 10.0
 HOST = "127.0.0.1"
 _PACKAGE = Path(__file__).resolve().parents[1]
@@ -74,6 +77,10 @@ class Ports:
     def liveness(self) -> int:
         return self.base + 5
 
+    @property
+    def load(self) -> int:
+        return self.base + 6
+
     def named(self) -> dict[str, int]:
         return {
             "kube-api": self.kube_api,
@@ -82,6 +89,7 @@ class Ports:
             "prometheus": self.prometheus,
             "operator webhook": self.webhook,
             "operator liveness": self.liveness,
+            "load (Locust UI)": self.load,
         }
 
 
@@ -100,8 +108,8 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     up = commands.add_parser(
         "up",
         help="start the whole sandbox in the background",
-        description="Start kube-api, MLflow, the KServe data plane, Prometheus and the "
-        "operator on 127.0.0.1, each listening on BASE_PORT+k; write RUN_DIR/sandbox.json.",
+        description="Start kube-api, MLflow, the KServe data plane, Prometheus, the operator "
+        "and Locust on 127.0.0.1, each listening on BASE_PORT+k; write RUN_DIR/sandbox.json.",
     )
     up.add_argument("--base-port", type=int, default=DEFAULT_BASE_PORT, help="first port")
     for name, text in (
@@ -178,6 +186,43 @@ def down(run_dir: Path, *, out: Callable[[str], None] = print) -> int:
     return 0
 
 
+def stop_service(run_dir: Path, name: str, signum: signal.Signals = signal.SIGTERM) -> None:
+    """Stop one service's process group (SIGKILL: as if it crashed); the others keep running."""
+    state = _state_with(run_dir, name)
+    pgid = state["services"][name].get("pid")
+    if isinstance(pgid, int):
+        _signal_group(pgid, signum)
+        deadline = time.monotonic() + STOP_SECONDS
+        while group_members(pgid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stop_all({"services": {name: {"pid": pgid}}})
+    state["services"][name].pop("pid", None)
+    write_state(run_dir, state)
+
+
+def start_service(run_dir: Path, name: str) -> None:
+    """Start one stopped service again, as ``up`` started it, and wait until it is ready."""
+    state = _state_with(run_dir, name)
+    entry = state["services"][name]
+    if isinstance(entry.get("pid"), int) and alive(entry["pid"]):
+        raise SandboxError(f"{name} is running (pid {entry['pid']}); stop it first")
+    ports = Ports(state["basePort"])
+    service = next(s for s in services(run_dir, ports, state) if s.name == name)
+    entry["pid"] = start(service, run_dir)
+    write_state(run_dir, state)
+    wait_ready(service, entry["pid"], run_dir)
+
+
+def _state_with(run_dir: Path, name: str) -> dict[str, Any]:
+    state = read_state(run_dir)
+    if state is None:
+        raise SandboxError(f"no sandbox in {run_dir}")
+    if name not in state.get("services", {}):
+        known = ", ".join(state.get("services", {}))
+        raise SandboxError(f"no service {name!r} in the sandbox (it has: {known})")
+    return state
+
+
 def status(run_dir: Path, *, out: Callable[[str], None] = print) -> int:
     state = read_state(run_dir)
     if state is None:
@@ -228,12 +273,14 @@ def initial_state(run_dir: Path, ports: Ports) -> dict[str, Any]:
         "gitRepository": str(run_dir / "git" / "models.git"),
         "gitUrl": f"file://{run_dir / 'git' / 'models.git'}",
         "webhookSecretFile": str(secret),
+        "loadFile": str(run_dir / "load.json"),
         "urls": {
             "kube-api": f"http://{HOST}:{ports.kube_api}",
             "mlflow": f"http://{HOST}:{ports.mlflow}",
             "router": f"http://{HOST}:{ports.router}",
             "prometheus": f"http://{HOST}:{ports.prometheus}",
             "webhook": f"http://{HOST}:{ports.webhook}",
+            "load": f"http://{HOST}:{ports.load}",
         },
         "services": {},
     }
@@ -255,6 +302,7 @@ def table(state: dict[str, Any], health: dict[str, bool] | None = None) -> str:
         f"kubeconfig: {state.get('kubeconfig')}",
         f"git repository: {state.get('gitUrl')}",
         f"webhook secret in: {state.get('webhookSecretFile')}",
+        f"load (Locust) reads: {state.get('loadFile')}",
     ]
     return "\n".join(lines)
 
@@ -295,7 +343,12 @@ def services(run_dir: Path, ports: Ports, state: dict[str, Any]) -> Iterable[Ser
     prometheus += [f"--web.listen-address={HOST}:{ports.prometheus}", "--log.level=warn"]
     yield Service("prometheus", prometheus, {}, f"http://{HOST}:{ports.prometheus}/-/ready")
 
-    make_git_repository(Path(state["gitRepository"]))
+    make_git_repository(
+        Path(state["gitRepository"]),
+        f"http://{HOST}:{ports.webhook}/hooks/git",
+        Path(state["webhookSecretFile"]),
+        state["gitUrl"],
+    )
     secret = Path(state["webhookSecretFile"]).read_text(encoding="utf-8").strip()
     operator_env = {
         "KUBECONFIG": str(kubeconfig),
@@ -312,6 +365,26 @@ def services(run_dir: Path, ports: Ports, state: dict[str, Any]) -> Iterable[Ser
     }
     operator = [python, "-m", "modelrollout.cli", "run"]
     yield Service("operator", operator, operator_env, f"http://{HOST}:{ports.liveness}/healthz")
+
+    load_file = Path(state["loadFile"])
+    if not load_file.exists():
+        write_load(load_file, [])
+    load = [python, "-m", "locust", "-f", str(_PACKAGE / "sandbox" / "locustfile.py")]
+    load += ["--host", f"http://{HOST}:{ports.router}", "--web-host", HOST]
+    load += ["--web-port", str(ports.load), "--autostart", "--users", str(LOAD_USERS)]
+    load += ["--spawn-rate", str(LOAD_USERS), "--only-summary", "--loglevel", "WARNING"]
+    load_env = {
+        "MODELROLLOUT_LOAD_FILE": str(load_file),
+        "MODELROLLOUT_LOAD_USERS": str(LOAD_USERS),
+    }
+    yield Service("load", load, load_env, f"http://{HOST}:{ports.load}/")
+
+
+def write_load(load_file: Path, targets: list[dict[str, Any]]) -> None:
+    """What Locust sends where (see :mod:`modelrollout.sandbox.locustfile`), replaced at once."""
+    partial = load_file.with_suffix(".tmp")
+    partial.write_text(json.dumps({"targets": targets}, indent=2) + "\n", encoding="utf-8")
+    partial.replace(load_file)
 
 
 def write_prometheus_config(run_dir: Path, ports: Ports) -> Path:
@@ -330,16 +403,50 @@ def write_prometheus_config(run_dir: Path, ports: Ports) -> Path:
     return config
 
 
-def make_git_repository(path: Path) -> None:
-    if (path / "HEAD").exists():
-        return
-    path.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        ["git", "init", "--quiet", "--bare", "--initial-branch=main", str(path)],
-        check=True,
-        capture_output=True,
-        timeout=30,
+def make_git_repository(path: Path, webhook: str, secret_file: Path, clone_url: str) -> None:
+    """A bare repository whose ``post-receive`` hook posts each push to the operator's
+    webhook, signed as GitHub signs it (a push succeeds even when the operator is down)."""
+    if not (path / "HEAD").exists():
+        path.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["git", "init", "--quiet", "--bare", "--initial-branch=main", str(path)],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+    hook = path / "hooks" / "post-receive"
+    hook.parent.mkdir(exist_ok=True)
+    hook.write_text(
+        f"#!{sys.executable}\n"
+        + POST_RECEIVE.format(
+            webhook=json.dumps(webhook),
+            secret=json.dumps(str(secret_file)),
+            url=json.dumps(clone_url),
+        ),
+        encoding="utf-8",
     )
+    hook.chmod(0o755)
+
+
+POST_RECEIVE = """\
+# Written by modelrollout sandbox up: tell the operator about each pushed ref.
+import hashlib, hmac, json, pathlib, sys, urllib.request
+
+secret = pathlib.Path({secret}).read_text(encoding="utf-8").strip().encode()
+for line in sys.stdin:
+    old, new, ref = line.split()
+    body = json.dumps({{"ref": ref, "before": old, "after": new,
+                       "repository": {{"clone_url": {url}}}}}).encode()
+    signature = hmac.new(secret, body, hashlib.sha256).hexdigest()
+    request = urllib.request.Request({webhook}, data=body, method="POST", headers={{
+        "Content-Type": "application/json", "X-GitHub-Event": "push",
+        "X-Hub-Signature-256": "sha256=" + signature}})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            print("modelrollout webhook:", answer.status)
+    except OSError as error:
+        print("modelrollout webhook not delivered (the operator polls anyway):", error)
+"""
 
 
 def check_ports_free(ports: Ports) -> None:
@@ -352,7 +459,7 @@ def check_ports_free(ports: Ports) -> None:
                 raise SandboxError(
                     f"port {port} on {HOST} (for {name}) is taken; stop what uses it or "
                     f"choose another --base-port (the sandbox uses {ports.base}.."
-                    f"{ports.liveness})"
+                    f"{ports.load})"
                 ) from None
 
 

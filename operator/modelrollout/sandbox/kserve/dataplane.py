@@ -7,7 +7,10 @@ traffic the InferenceService's status shows and exports Knative's queue-proxy me
 router reads InferenceServices from a cache refreshed in the background, never per request.
 
 Storage URIs become local model folders through ``storage_roots``: ``(prefix, folder)`` pairs,
-first match wins (the sandbox maps its artifact bucket back to MLflow's artifact root).
+first match wins (the sandbox maps its artifact bucket back to MLflow's artifact root). A model
+that is bad on purpose says so in its ``MLmodel`` file's ``metadata`` (keys ``fault.error-rate``,
+``fault.extra-latency-ms``, ``fault.shift``, as logged with ``log_model(metadata=...)``): the
+fault travels with the artifacts, as a real serving defect would.
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
 from kubernetes import client, config
 
 from modelrollout import __version__
 from modelrollout.sandbox.kserve import controller
 from modelrollout.sandbox.kserve.processes import ModelSource, ProcessRuntime, Resolver
+from modelrollout.sandbox.modelserver import Faults
 from modelrollout.sandbox.router import Router, serve
 
 log = logging.getLogger(__name__)
@@ -64,10 +69,24 @@ def resolver(storage_roots: Sequence[tuple[str, Path]]) -> Resolver:
     def resolve(storage_uri: str) -> ModelSource:
         for prefix, folder in storage_roots:
             if storage_uri.startswith(prefix):
-                return ModelSource(folder / storage_uri.removeprefix(prefix))
+                model_dir = folder / storage_uri.removeprefix(prefix)
+                return ModelSource(model_dir, Faults.from_tags(model_metadata(model_dir)))
         raise ValueError(f"no local folder for {storage_uri!r}: add a --storage-root for it")
 
     return resolve
+
+
+def model_metadata(model_dir: Path) -> dict[str, str]:
+    """The ``metadata`` mapping of ``model_dir/MLmodel`` (empty when there is none)."""
+    try:
+        text = (model_dir / "MLmodel").read_text(encoding="utf-8")
+    except OSError:
+        return {}
+    found = yaml.safe_load(text)
+    metadata = found.get("metadata") if isinstance(found, dict) else None
+    if not isinstance(metadata, dict):
+        return {}
+    return {str(key): str(value) for key, value in metadata.items()}
 
 
 async def run(
