@@ -37,7 +37,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # Our events are posted explicitly with reason constants; of kopf's own
     # log lines only warnings and errors become events.
     settings.posting.level = logging.WARNING
-    settings.peering.standalone = True
+    settings.peering.standalone = SETTINGS.peering is None
     git = wiring.git_source(SETTINGS)
     memo.ports = wiring.ports(SETTINGS, git)
     memo.webhook = wiring.webhook(SETTINGS, git)

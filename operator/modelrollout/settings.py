@@ -37,6 +37,11 @@ class Settings:
     webhook_secret: str | None = None
     log_level: str = "INFO"
     liveness_endpoint: str | None = None
+    #: kopf peering object for leader election between replicas; unset: standalone.
+    peering: str | None = None
+    #: This replica's peering priority; unset: a random one (kopf pauses every peer when
+    #: live peers share a priority, and the pods of one Deployment cannot be told apart).
+    peering_priority: int | None = None
 
 
 def from_env(environ: dict[str, str] | None = None) -> Settings:
@@ -67,4 +72,6 @@ def from_env(environ: dict[str, str] | None = None) -> Settings:
         webhook_secret=get("WEBHOOK_SECRET"),
         log_level=get("LOG_LEVEL") or "INFO",
         liveness_endpoint=get("LIVENESS_ENDPOINT"),
+        peering=get("PEERING"),
+        peering_priority=int(priority) if (priority := get("PEERING_PRIORITY")) else None,
     )

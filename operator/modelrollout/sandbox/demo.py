@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -78,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
 @dataclass
 class Outcome:
     label: str
+    name: str
     version: str
     description: str
     rmse: float
@@ -147,8 +149,9 @@ class Demo:
             else:
                 sandbox_up.down(self.run_dir, out=lambda line: self._note(line))
 
-    def _note(self, line: str) -> None:
-        self.console.print(f"   {line}", style="dim", highlight=False)
+    def _note(self, text: str) -> None:
+        for line in text.splitlines():
+            self.console.print(f"   {line}", style="dim", highlight=False)
 
     # ---------------------------------------------------------------- the story
 
@@ -156,14 +159,14 @@ class Demo:
         from modelrollout.sandbox import models, scenario
 
         self.console.print("[bold]2. train and register v1, v2, v3[/] (MLflow)")
-        quiet = io.StringIO()
-        with contextlib.redirect_stdout(quiet):
+        quiet = io.StringIO()  # MLflow's own chatter: run links, "Created version", INFO logs
+        with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet), _quiet("mlflow"):
             found = models.register(
                 sandbox.urls["mlflow"], MODEL, [models.BASELINE, models.BETTER, models.ERRORS]
             )
         expected = ("Initialized", "Promoted", "RolledBack")
         outcomes = [
-            Outcome(f"v{i + 1}", r.version, r.description, r.rmse, e)
+            Outcome(f"v{i + 1}", r.label, r.version, r.description, r.rmse, e)
             for i, (r, e) in enumerate(zip(found, expected, strict=True))
         ]
         for o in outcomes:
@@ -255,19 +258,30 @@ class Demo:
         from rich.table import Table
 
         table = Table(title=f"modelrollout demo: summary ({seconds:.0f} s)")
-        for column in ("model", f"{MODEL} version", "holdout RMSE", "expected", "outcome",
+        for column in ("model", "MLflow version", "holdout RMSE", "outcome", "expected",
                        "took", "canary requests"):  # fmt: skip
             table.add_column(column)
         for o in outcomes:
             style = "green" if o.outcome == o.expected else "red"
             table.add_row(
-                f"{o.label}: {o.description}", o.version, f"{o.rmse:.1f}", o.expected,
-                f"[{style}]{o.outcome}[/]", f"{o.seconds:.0f} s",
+                f"{o.label} {o.name}", o.version, f"{o.rmse:.1f}", f"[{style}]{o.outcome}[/]",
+                o.expected, f"{o.seconds:.0f} s",
                 f"{o.canary_requests:.0f}" if o.label != "v1" else "-",
             )  # fmt: skip
         self.console.print(table)
         for o in outcomes:
             self.console.print(f"{o.label} {o.outcome}: {o.reason}", highlight=False)
+
+
+@contextlib.contextmanager
+def _quiet(logger: str) -> Iterator[None]:
+    found = logging.getLogger(logger)
+    level = found.level
+    found.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        found.setLevel(level)
 
 
 def _uri(outcome: Outcome) -> str:

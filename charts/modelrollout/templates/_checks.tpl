@@ -1,0 +1,23 @@
+{{/*
+Rules across values that values.schema.json cannot say plainly; each failure says what to do.
+*/}}
+{{- define "modelrollout.checks" -}}
+{{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) -}}
+{{- fail "replicaCount > 1 needs leaderElection.enabled=true: replicas that do not see each other would all move the same traffic" -}}
+{{- end -}}
+{{- if and .Values.webhook.enabled (not .Values.webhook.existingSecret) -}}
+{{- fail "webhook.enabled needs webhook.existingSecret: the name of a Secret holding the shared secret (the chart never takes the secret itself)" -}}
+{{- end -}}
+{{- if and .Values.podDisruptionBudget.enabled (lt (int .Values.replicaCount) 2) -}}
+{{- fail "podDisruptionBudget.enabled needs replicaCount >= 2: on one replica it blocks every node drain" -}}
+{{- end -}}
+{{- if and .Values.podDisruptionBudget.enabled (ge (int .Values.podDisruptionBudget.minAvailable) (int .Values.replicaCount)) -}}
+{{- fail "podDisruptionBudget.minAvailable must be below replicaCount, or no pod may ever be evicted" -}}
+{{- end -}}
+{{- if and (has .Values.webhook.port (list .Values.metrics.port .Values.health.port)) .Values.webhook.enabled -}}
+{{- fail "webhook.port must differ from metrics.port and health.port" -}}
+{{- end -}}
+{{- if eq (int .Values.metrics.port) (int .Values.health.port) -}}
+{{- fail "metrics.port must differ from health.port" -}}
+{{- end -}}
+{{- end -}}
