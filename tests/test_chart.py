@@ -593,7 +593,7 @@ def test_the_notes_say_where_the_webhook_listens_and_what_is_unset(chart: helm.C
 
 # --- Leader election, measured ---------------------------------------------------------------
 
-#: A minimal kopf operator: peering is kopf's own, so any handler shows its calls.
+
 def _wait_for_line(log: Path, text: str, *, after: int = 0, timeout: float = 30.0) -> int:
     """The offset of ``text`` in the growing ``log`` past ``after``; fails after ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -632,10 +632,13 @@ def test_peered_replicas_elect_one_and_hand_over_with_only_the_granted_calls(
                 with log.open("wb") as out:
                     replicas[priority] = subprocess.Popen(
                         run,
-                        env={**env, "POD_ID": f"{RELEASE}-{priority}",
-                             "MODELROLLOUT_PEERING": name,
-                             "MODELROLLOUT_PEERING_PRIORITY": str(priority),
-                             "MODELROLLOUT_REGISTRY": "static:s3://models"},  # fmt: skip
+                        env={
+                            **env,
+                            "POD_ID": f"{RELEASE}-{priority}",
+                            "MODELROLLOUT_PEERING": name,
+                            "MODELROLLOUT_PEERING_PRIORITY": str(priority),
+                            "MODELROLLOUT_REGISTRY": "static:s3://models",
+                        },
                         stdout=out,
                         stderr=subprocess.STDOUT,
                     )
