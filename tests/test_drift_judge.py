@@ -195,6 +195,20 @@ def test_min_samples_is_configurable() -> None:
     assert not judge({"a": 5.0, "b": 5.0}, {"a": 6.0, "b": 4.0}, min_samples=10).pending
 
 
+def test_buckets_slightly_out_of_order_from_extrapolation_are_empty_bins() -> None:
+    """increase() extrapolates each bucket series on its own: a bucket a little below the one
+    before it (here 0.5 of 1,000) is an empty bin, not an error; 1 % of the total is the most."""
+    stable = {"1": 300.0, "2": 800.0, "+Inf": 1000.0}
+    jittered = judge({"1": 300.0, "1.5": 300.0, "2": 299.5, "+Inf": 1000.0}, stable)
+    exact = judge({"1": 300.0, "1.5": 300.0, "2": 300.0, "+Inf": 1000.0}, stable)
+
+    assert jittered.verdict == exact.verdict
+    assert jittered.value == pytest.approx(exact.value, rel=1e-3)
+    too_far = judge({"1": 300.0, "2": 289.0, "+Inf": 1000.0}, stable)
+    assert too_far.verdict == Verdict.ERROR
+    assert "not cumulative at le=2" in (too_far.message or "")
+
+
 @pytest.mark.parametrize(
     ("measurement", "verdict", "message"),
     [

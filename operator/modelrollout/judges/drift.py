@@ -24,6 +24,12 @@ Statistics, over the shares ``p`` (canary) and ``q`` (stable) of each bin:
   any set of classes, the total variation distance ``½·Σ|p - q|`` (which is
   what KS would be under the worst ordering of the classes).
 
+Prometheus' ``increase()`` extrapolates each bucket series on its own (it
+stops where that series would reach zero), so the buckets of one window can
+come out slightly out of order: a bucket below the one before it by at most
+:data:`SLACK` of the arm's total, or one event, is read as an empty bin; a
+larger drop is an error.
+
 PASS when the statistic is at most ``drift.max``, FAIL above it; below
 ``drift.minSamples`` on either arm the verdict is pending. These are effect
 sizes, not tests: with few samples PSI reads high by chance (roughly
@@ -42,6 +48,9 @@ from modelrollout.judges.base import Judgement, without_counts
 
 #: The share an empty bin counts as in PSI.
 EPSILON = 1e-4
+#: How far below the bucket before it a bucket may read (a share of the arm's total) and still
+#: count as an empty bin: ``increase()``'s extrapolation, not a malformed histogram.
+SLACK = 0.01
 
 _INF = "+Inf"
 
@@ -117,9 +126,9 @@ def bins(canary: Mapping[str, float], stable: Mapping[str, float]) -> Bins:
             ("stable", by_bound_stable, per_bin[1]),
         ):
             count = arm[bound] - arm.get(below, 0.0)
-            if count < 0:
+            if count < -max(1.0, SLACK * max(arm.values())):
                 raise CountsError(f"the {which}'s buckets are not cumulative at le={bound:g}")
-            out.append(count)
+            out.append(max(count, 0.0))
         below = bound
     return Bins(tuple(names), tuple(per_bin[0]), tuple(per_bin[1]), tuple(shared))
 

@@ -6,8 +6,10 @@
 predictor's ``model.storageUri``; it answers True once the server's
 ``GET /v1/models/<isvc>`` says ready. It never waits for the start: the controller asks again.
 A server not ready within ``start_timeout`` seconds, or one that exited, is stopped and
-started again on the next call. :meth:`retire` stops one (SIGTERM, SIGKILL after
-``stop_timeout``). Each revision logs to ``<run_dir>/<namespace>.<revision>.log``.
+started again on the next call. The timeout is generous (loading mlflow and kserve takes a few
+CPU seconds a server, and a busy two-core machine starting several at once stretches that to a
+minute or more): a slow start restarted is a start lost. :meth:`retire` stops one (SIGTERM,
+SIGKILL after ``stop_timeout``). Each revision logs to ``<run_dir>/<namespace>.<revision>.log``.
 
 Nothing is persisted: a new runtime (after the controller restarted) finds no process and
 starts the ones the controller ensures again.
@@ -77,7 +79,7 @@ class ProcessRuntime:
         resolver: Resolver,
         run_dir: Path,
         *,
-        start_timeout: float = 60.0,
+        start_timeout: float = 300.0,
         stop_timeout: float = 5.0,
         probe_timeout: float = 1.0,
         python: str = sys.executable,
