@@ -51,7 +51,7 @@ NAMESPACED_PEERING_GRANTS = {
 }
 #: Environment the chart sets that the operator does not read yet: each needs the operator
 #: change described in the chart's report (metrics: issue 7 item 2; peering: cli.py).
-AWAITING_THE_OPERATOR = {"MODELROLLOUT_METRICS_ADDRESS"}
+AWAITING_THE_OPERATOR: set[str] = set()
 
 DIGEST = "sha256:" + "ab" * 32
 #: Everything off the defaults at once: a namespaced, highly available install.
@@ -270,12 +270,14 @@ def test_the_binding_gives_the_role_to_the_operators_service_account(rendered: O
 
 def test_watched_namespaces_get_the_namespaced_grants_as_roles(chart: helm.Chart) -> None:
     """Given watchNamespaces, then the ClusterRole keeps only what is cluster-scoped (CRD
-    discovery), each watched namespace gets a Role with the rest and a RoleBinding, and the
-    grants are all together deploy's plus kopf's namespaced peering."""
+    discovery, and the namespaces kopf lists and watches when given namespaces), each watched
+    namespace gets a Role with the rest and a RoleBinding, and the grants are all together
+    deploy's plus kopf's namespaced peering and namespace watching."""
     objects = render(chart, NAMESPACED_HA)
-    expected = grants(deploy_role()["rules"]) | NAMESPACED_PEERING_GRANTS
+    namespaces = {("", "namespaces", v) for v in ("list", "watch")}
+    expected = grants(deploy_role()["rules"]) | NAMESPACED_PEERING_GRANTS | namespaces
     cluster = grants(the(objects, "ClusterRole")["rules"])
-    assert cluster == {
+    assert cluster == namespaces | {
         ("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("list", "watch")
     }
     roles = of_kind(objects, "Role")

@@ -192,6 +192,21 @@ def metric(status: dict[str, Any], name: str) -> dict[str, Any]:
     return found
 
 
+def events_with(
+    sandbox: Sandbox, namespace: str, last: str, before: Counter[str] | None = None
+) -> list[dict[str, Any]]:
+    """The rollout's events once ``last`` is among them (new since ``before``, if given): kopf
+    posts events in the background, so the status may show an outcome a moment before its
+    events are there."""
+    deadline = time.monotonic() + 20.0
+    while True:
+        found = sandbox.events(namespace, ISVC)
+        new = Counter(reasons(found)) - (before or Counter())
+        if new[last] or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
 def reasons(events: list[dict[str, Any]]) -> list[str]:
     return [e["reason"] for e in events]
 
@@ -346,7 +361,8 @@ def test_a_better_model_is_promoted(parallel: Parallel) -> None:
     assert condition(status, "Healthy") == ("True", "AnalysisPassing")
     assert condition(status, "Gated") == ("True", "GatesPassed")
 
-    events = reasons(sandbox.events(ns, ISVC))
+    found = events_with(sandbox, ns, "RolloutPromoted")
+    events = reasons(found)
     assert in_order(
         events,
         ["Initialized", "RolloutStarted", "TrafficWeightUpdated", "StepAdvanced", "Promoting",
@@ -355,7 +371,6 @@ def test_a_better_model_is_promoted(parallel: Parallel) -> None:
     counts = Counter(events)
     assert counts["RolloutStarted"] == counts["RolloutPromoted"] == 1, events
     assert not {"AnalysisFailed", "AnalysisError", "RolledBack"} & set(events), events
-    found = sandbox.events(ns, ISVC)
     weights = [e["message"] for e in found if e["reason"] == "TrafficWeightUpdated"]
     assert weights == ["canary weight 0% -> 25%", "canary weight 25% -> 50%"]
 
@@ -412,7 +427,7 @@ def assert_rolled_back(
     assert condition(status, "Gated") == ("False", "PreviouslyFailed")
     assert condition(status, "Progressing") == ("False", "PreviouslyFailed")
 
-    found = sandbox.events(ns, ISVC)
+    found = events_with(sandbox, ns, "RolledBack")
     events = reasons(found)
     assert in_order(
         events,
@@ -488,10 +503,10 @@ def test_a_canary_with_no_traffic_is_never_promoted(parallel: Parallel) -> None:
     assert condition(status, "Healthy") == ("False", "InconclusiveAnalysis")
     assert condition(status, "Ready") == ("True", "Serving")
 
-    events = reasons(sandbox.events(ns, ISVC))
+    found = events_with(sandbox, ns, "InconclusiveAnalysis")
+    events = reasons(found)
     assert in_order(events, ["RolloutStarted", "TrafficWeightUpdated", "InconclusiveAnalysis"])
     assert not {"StepAdvanced", "Promoting", "RolloutPromoted"} & set(events), events
-    found = sandbox.events(ns, ISVC)
     weights = [e["message"] for e in found if e["reason"] == "TrafficWeightUpdated"]
     assert weights == ["canary weight 0% -> 25%"]
 
@@ -541,7 +556,7 @@ def test_prometheus_killed_mid_analysis_rolls_back_on_the_error_limit(
     assert errored, status["analysis"]
     assert all(m["verdict"] == "ERROR" for m in errored)
     assert condition(status, "Healthy") == ("False", "AnalysisError")
-    events = sandbox.events(ns, ISVC)
+    events = events_with(sandbox, ns, "RolledBack")
     assert in_order(
         reasons(events), ["RolloutStarted", "AnalysisError", "StableRestored", "RolledBack"]
     ), reasons(events)
@@ -603,7 +618,8 @@ def test_an_operator_killed_mid_rollout_reaches_the_same_outcome(parallel: Paral
     assert status["phase"] == "Succeeded"
     outcomes = [(h["model"]["version"], h["outcome"]) for h in status["history"]]
     assert outcomes[history[good_ns] :] == [("3", "Promoted")]
-    new = Counter(reasons(sandbox.events(good_ns, ISVC))) - before[good_ns]
+    found = events_with(sandbox, good_ns, "RolloutPromoted", before[good_ns])
+    new = Counter(reasons(found)) - before[good_ns]
     assert new["RolloutStarted"] == new["Promoting"] == new["RolloutPromoted"] == 1, new
     assert new["TrafficWeightUpdated"] == 2, new
     assert not new["AnalysisFailed"] + new["AnalysisError"] + new["RolledBack"], new
@@ -626,7 +642,8 @@ def test_an_operator_killed_mid_rollout_reaches_the_same_outcome(parallel: Paral
     outcomes = [(h["model"]["version"], h["outcome"]) for h in status["history"]]
     assert outcomes[history[bad_ns] :] == [("3", "RolledBack")]
     assert status["history"][-1]["reason"] == "AnalysisFailed"
-    new = Counter(reasons(sandbox.events(bad_ns, ISVC))) - before[bad_ns]
+    found = events_with(sandbox, bad_ns, "RolledBack", before[bad_ns])
+    new = Counter(reasons(found)) - before[bad_ns]
     assert new["RolloutStarted"] == new["AnalysisFailed"] == new["RolledBack"] == 1, new
     assert not new["Promoting"] + new["RolloutPromoted"], new
     assert_serves_stable_only(sandbox, bad_ns, status)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -18,6 +19,7 @@ import kopf
 from modelrollout import api, engine, serde, wiring
 from modelrollout.decision import EventType
 from modelrollout.settings import from_env
+from modelrollout.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -38,19 +40,32 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # log lines only warnings and errors become events.
     settings.posting.level = logging.WARNING
     settings.peering.standalone = SETTINGS.peering is None
+    memo.telemetry = Telemetry()
+    memo.telemetry_server = wiring.telemetry_server(SETTINGS, memo.telemetry)
+    if memo.telemetry_server is not None:
+        await memo.telemetry_server.start()
     git = wiring.git_source(SETTINGS)
-    memo.ports = wiring.ports(SETTINGS, git)
+    memo.ports = wiring.instrumented(wiring.ports(SETTINGS, git), memo.telemetry)
     memo.webhook = wiring.webhook(SETTINGS, git)
     if memo.webhook is not None:
         await memo.webhook.start()
+    memo.notifier = wiring.notifier(SETTINGS)
+    if memo.notifier is not None:
+        await memo.notifier.start()
     memo.locks = {}
     memo.statuses = {}
+    if memo.telemetry_server is not None:
+        memo.telemetry_server.health.started = True
 
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
+    if memo.get("notifier") is not None:
+        await memo.notifier.stop()
     if memo.get("webhook") is not None:
         await memo.webhook.stop()
+    if memo.get("telemetry_server") is not None:
+        await memo.telemetry_server.stop()
 
 
 def _rollout(
@@ -81,11 +96,29 @@ async def _pass(
         # the handler was queued, which may predate the last pass's write.
         given = _rollout(body, spec, status, meta)
         last = memo.statuses.get(uid, given.status)
+        started = time.perf_counter()
         try:
             result = await engine.reconcile(replace(given, status=last), memo.ports)
         except engine.ActionError as error:
+            memo.telemetry.record_error(
+                given.namespace, given.name, "action", time.perf_counter() - started
+            )
             raise kopf.TemporaryError(str(error), delay=SETTINGS.timer_seconds) from error
+        except Exception:
+            memo.telemetry.record_error(
+                given.namespace, given.name, "unexpected", time.perf_counter() - started
+            )
+            raise
+        memo.telemetry.record_pass(
+            given.namespace, given.name, last, result.status, time.perf_counter() - started
+        )
         memo.statuses[uid] = result.status
+        if memo.get("notifier") is not None:
+            # Queued (never sent) here, inside the lock: a rollout's notifications keep the
+            # order of its passes, and no pass waits for a receiver.
+            memo.notifier.after_pass(
+                given.namespace, given.name, last, result.status, result.events
+            )
     status_patch = serde.merge_patch_from([given.status, last], result.status)
     if status_patch:
         patch.setdefault("status", {}).update(status_patch)
@@ -130,3 +163,4 @@ async def release(
         raise kopf.TemporaryError(waiting, delay=SETTINGS.timer_seconds)
     memo.statuses.pop(meta.get("uid", ""), None)
     memo.locks.pop(meta.get("uid", ""), None)
+    memo.telemetry.forget(meta.namespace or "", meta.name or "")

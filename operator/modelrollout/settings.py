@@ -37,11 +37,26 @@ class Settings:
     webhook_secret: str | None = None
     log_level: str = "INFO"
     liveness_endpoint: str | None = None
+    #: ``host:port`` for /metrics, /healthz and /readyz; unset: no such server.
+    metrics_address: str | None = None
     #: kopf peering object for leader election between replicas; unset: standalone.
     peering: str | None = None
     #: This replica's peering priority; unset: a random one (kopf pauses every peer when
     #: live peers share a priority, and the pods of one Deployment cannot be told apart).
     peering_priority: int | None = None
+    #: Notifications (modelrollout.notify): files holding a Slack-compatible incoming-webhook
+    #: URL, a generic webhook URL and its HMAC-SHA256 signing key. Files (a mounted Secret),
+    #: never values: a webhook URL is a credential. No URL file: no notifications.
+    notify_slack_url_file: Path | None = None
+    notify_webhook_url_file: Path | None = None
+    notify_webhook_signing_key_file: Path | None = None
+    #: ``info``, ``warning`` or ``critical``: the least severe notification sent.
+    notify_min_severity: str = "info"
+    #: A name for this cluster in every notification; unset: none.
+    notify_cluster: str | None = None
+    notify_attempts: int = 5
+    notify_queue_size: int = 100
+    notify_timeout_seconds: float = 10.0
 
 
 def from_env(environ: dict[str, str] | None = None) -> Settings:
@@ -72,6 +87,17 @@ def from_env(environ: dict[str, str] | None = None) -> Settings:
         webhook_secret=get("WEBHOOK_SECRET"),
         log_level=get("LOG_LEVEL") or "INFO",
         liveness_endpoint=get("LIVENESS_ENDPOINT"),
+        metrics_address=get("METRICS_ADDRESS"),
         peering=get("PEERING"),
         peering_priority=int(priority) if (priority := get("PEERING_PRIORITY")) else None,
+        notify_slack_url_file=path("NOTIFY_SLACK_URL_FILE"),
+        notify_webhook_url_file=path("NOTIFY_WEBHOOK_URL_FILE"),
+        notify_webhook_signing_key_file=path("NOTIFY_WEBHOOK_SIGNING_KEY_FILE"),
+        notify_min_severity=get("NOTIFY_MIN_SEVERITY") or Settings.notify_min_severity,
+        notify_cluster=get("NOTIFY_CLUSTER"),
+        notify_attempts=int(get("NOTIFY_ATTEMPTS") or Settings.notify_attempts),
+        notify_queue_size=int(get("NOTIFY_QUEUE_SIZE") or Settings.notify_queue_size),
+        notify_timeout_seconds=float(
+            get("NOTIFY_TIMEOUT_SECONDS") or Settings.notify_timeout_seconds
+        ),
     )

@@ -6,9 +6,11 @@ caches and connections outlive a pass; credentials are hashed, never kept as key
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from kubernetes import client, config
@@ -24,12 +26,29 @@ from modelrollout.metrics.base import VectorProvider
 from modelrollout.metrics.kube_templates import KubeTemplates
 from modelrollout.metrics.prometheus import PrometheusProvider
 from modelrollout.metrics.static import StaticMetrics
+from modelrollout.notify import (
+    Channel,
+    Notifier,
+    RetryPolicy,
+    Severity,
+    SlackChannel,
+    WebhookChannel,
+    file_secret,
+)
 from modelrollout.registry import mlflow
 from modelrollout.registry.base import Registry
 from modelrollout.registry.static import StaticRegistry
 from modelrollout.routing.kserve_raw import RawRouter
 from modelrollout.routing.kserve_serverless import ServerlessRouter
 from modelrollout.settings import Settings
+from modelrollout.telemetry import (
+    Health,
+    Telemetry,
+    TelemetryServer,
+    TimedGitSource,
+    TimedRegistry,
+    parse_address,
+)
 
 #: What a repository URL may use on a cluster; file:// only when the settings allow it.
 NETWORK_PROTOCOLS = ("https", "ssh", "git", "http")
@@ -139,4 +158,80 @@ def ports(settings: Settings, git: GitRepositorySource) -> Ports:
         secrets=KubeSecrets(api_client),
         templates=KubeTemplates(api_client),
         query_timeout_seconds=settings.query_timeout_seconds,
+    )
+
+
+def telemetry_server(settings: Settings, telemetry: Telemetry) -> TelemetryServer | None:
+    """/metrics, /healthz and /readyz, when configured; readiness asks the API server for
+    ``/version`` (public to every client: no RBAC grant) in the background."""
+    if not settings.metrics_address:
+        return None
+    host, port = parse_address(settings.metrics_address)
+    version = client.VersionApi(kube_client())
+
+    async def api_answers() -> object:
+        return await asyncio.to_thread(version.get_code, _request_timeout=5)
+
+    return TelemetryServer(telemetry, Health(api_answers), host=host, port=port)
+
+
+def instrumented(ports: Ports, telemetry: Telemetry) -> Ports:
+    """The same ports with git fetches and registry calls timed."""
+    registry = ports.registry
+
+    def timed_registry(tracking_uri: str | None, credentials: Mapping[str, str] | None) -> Registry:
+        return TimedRegistry(registry(tracking_uri, credentials), telemetry)
+
+    git = TimedGitSource(ports.git, telemetry) if ports.git is not None else None
+    return replace(ports, registry=timed_registry, git=git)
+
+
+def notifier(settings: Settings) -> Notifier | None:
+    """Notifications to the configured webhooks; None when no URL file is set.
+
+    The files are checked once here, so a wrong path fails the start with its setting's name;
+    their contents are read at each delivery and never kept in the settings or a log line.
+    """
+    channels: list[Channel] = []
+    files = {
+        "MODELROLLOUT_NOTIFY_SLACK_URL_FILE": settings.notify_slack_url_file,
+        "MODELROLLOUT_NOTIFY_WEBHOOK_URL_FILE": settings.notify_webhook_url_file,
+        "MODELROLLOUT_NOTIFY_WEBHOOK_SIGNING_KEY_FILE": settings.notify_webhook_signing_key_file,
+    }
+    for name, file in files.items():
+        if file is not None and not file.is_file():
+            raise ValueError(f"{name}: {file} is not a readable file")
+    if settings.notify_webhook_signing_key_file and not settings.notify_webhook_url_file:
+        raise ValueError(
+            "MODELROLLOUT_NOTIFY_WEBHOOK_SIGNING_KEY_FILE is set but "
+            "MODELROLLOUT_NOTIFY_WEBHOOK_URL_FILE is not"
+        )
+    if settings.notify_slack_url_file:
+        channels.append(SlackChannel(file_secret(settings.notify_slack_url_file)))
+    if settings.notify_webhook_url_file:
+        key = settings.notify_webhook_signing_key_file
+        channels.append(
+            WebhookChannel(
+                file_secret(settings.notify_webhook_url_file),
+                file_secret(key) if key else None,
+            )
+        )
+    if not channels:
+        return None
+    try:
+        min_severity = Severity(settings.notify_min_severity.lower())
+    except ValueError:
+        allowed = ", ".join(s.value for s in Severity)
+        raise ValueError(
+            f"MODELROLLOUT_NOTIFY_MIN_SEVERITY={settings.notify_min_severity!r}: use one of "
+            f"{allowed}"
+        ) from None
+    return Notifier(
+        channels,
+        min_severity=min_severity,
+        cluster=settings.notify_cluster,
+        queue_size=settings.notify_queue_size,
+        retry=RetryPolicy(
+            attempts=settings.notify_attempts, timeout_seconds=settings.notify_timeout_seconds
+        ),
     )

@@ -8,6 +8,15 @@ Rules across values that values.schema.json cannot say plainly; each failure say
 {{- if and .Values.webhook.enabled (not .Values.webhook.existingSecret) -}}
 {{- fail "webhook.enabled needs webhook.existingSecret: the name of a Secret holding the shared secret (the chart never takes the secret itself)" -}}
 {{- end -}}
+{{- if and .Values.notifications.enabled (not .Values.notifications.existingSecret) -}}
+{{- fail "notifications.enabled needs notifications.existingSecret: the name of a Secret holding the webhook URLs (the chart never takes them)" -}}
+{{- end -}}
+{{- if and .Values.notifications.enabled (not (or .Values.notifications.keys.slackUrl .Values.notifications.keys.webhookUrl)) -}}
+{{- fail "notifications.enabled needs notifications.keys.slackUrl or notifications.keys.webhookUrl: the Secret's key holding a URL" -}}
+{{- end -}}
+{{- if and .Values.notifications.keys.webhookSigningSecret (not .Values.notifications.keys.webhookUrl) -}}
+{{- fail "notifications.keys.webhookSigningSecret needs notifications.keys.webhookUrl: it signs the generic webhook's requests" -}}
+{{- end -}}
 {{- if and .Values.podDisruptionBudget.enabled (lt (int .Values.replicaCount) 2) -}}
 {{- fail "podDisruptionBudget.enabled needs replicaCount >= 2: on one replica it blocks every node drain" -}}
 {{- end -}}
