@@ -705,7 +705,7 @@ class _Pass:
             Phase.PROMOTING,
             Phase.ROLLING_BACK,
         )
-        reason = self.progress_reason or _PHASE_REASON[phase]
+        reason = self.progress_reason or PHASE_REASON[phase]
         self._condition(
             ConditionType.PROGRESSING,
             cond.TRUE if active else cond.FALSE,
@@ -736,7 +736,8 @@ def _moves(uri: str) -> bool:
     return "@" in uri or not uri.rsplit("/", 1)[-1].isdigit()
 
 
-_PHASE_REASON: dict[Phase, Reason] = {
+#: The reason a phase stands for (the Progressing condition's default; notifications too).
+PHASE_REASON: dict[Phase, Reason] = {
     Phase.PENDING: Reason.WAITING_FOR_SOURCE,
     Phase.INITIALIZING: Reason.INITIALIZING,
     Phase.PROGRESSING: Reason.ROLLOUT_STARTED,

@@ -51,6 +51,7 @@ from modelrollout import __version__, api, serde
 from modelrollout.api import ModelRolloutStatus, ModelVersionRef, Outcome, Phase, Reason
 from modelrollout.clock import Clock, SystemClock, rfc3339
 from modelrollout.decision import Event, EventType
+from modelrollout.machine import PHASE_REASON
 
 log = logging.getLogger(__name__)
 
@@ -83,19 +84,6 @@ _ROUTINE = frozenset(
         Reason.RETRY_REQUESTED,
     }
 )
-#: The reason a phase stands for when the pass gave no event (e.g. a status written by hand).
-_PHASE_REASON = {
-    Phase.PENDING: Reason.WAITING_FOR_SOURCE,
-    Phase.INITIALIZING: Reason.INITIALIZING,
-    Phase.PROGRESSING: Reason.ROLLOUT_STARTED,
-    Phase.PAUSED: Reason.ROLLOUT_PAUSED,
-    Phase.PROMOTING: Reason.PROMOTING,
-    Phase.SUCCEEDED: Reason.ROLLOUT_COMPLETED,
-    Phase.ROLLING_BACK: Reason.ROLLBACK_STARTED,
-    Phase.FAILED: Reason.ROLLED_BACK,
-}
-
-
 # ------------------------------------------------------------------ what to say (pure)
 
 
@@ -146,7 +134,7 @@ def _headline(events: Sequence[Event], after: ModelRolloutStatus) -> tuple[Reaso
     telling = [e for e in events if e.reason not in _ROUTINE] or list(events)
     if telling:
         return telling[-1].reason, telling[-1].message
-    return _PHASE_REASON[after.phase], after.message or ""
+    return PHASE_REASON[after.phase], after.message or ""
 
 
 def notification_for(
