@@ -523,6 +523,22 @@ def test_a_failed_version_is_not_retried_without_retry() -> None:
     assert reasons(retried)[0] == Reason.RETRY_REQUESTED
 
 
+def test_a_refused_failed_version_keeps_why_it_failed_in_the_message() -> None:
+    rolled_back = api.HistoryEntry(
+        model=V2, outcome=Outcome.ROLLED_BACK, reason=Reason.ANALYSIS_FAILED,
+        message="metric 'errors' failed 1 time(s)",
+    )  # fmt: skip
+    failed = replace(
+        stable_status(), phase=Phase.FAILED, failed_versions=("fraud/2",),
+        history=(*stable_status().history, rolled_back),
+    )  # fmt: skip
+    refused = decide(spec(), failed, wants(V2, route=stable_only(V1)), at(0))
+    assert refused.status.message == (
+        f"{V2.label} failed a rollout before (RolledBack: metric 'errors' failed 1 time(s)); "
+        "commit another version, or run 'modelrollout retry' to try it again"
+    )
+
+
 def test_a_failed_gate_moves_no_traffic_and_is_recorded_once() -> None:
     gates = (GateResult("validation_status", passed=False, message="tag is 'pending'"),)
     obs = wants(V2, route=stable_only(V1), gates=gates)

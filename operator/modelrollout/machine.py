@@ -281,8 +281,13 @@ class _Pass:
                 self._update(phase=Phase.SUCCEEDED, message=f"{stable.label} is stable")
             return
         if desired.key in self.status.failed_versions:
+            # Keep why it failed in sight: the message is what `kubectl get mro` shows.
+            last = next((h for h in reversed(self.status.history) if h.model.key == desired.key),
+                        None)  # fmt: skip
+            why = f" ({last.outcome.value}: {last.message})" if last and last.message else ""
             message = (
-                f"{desired.label} failed a rollout before; run 'modelrollout retry' to try it again"
+                f"{desired.label} failed a rollout before{why}; commit another version, or run "
+                "'modelrollout retry' to try it again"
             )
             self._refuse(desired, Reason.PREVIOUSLY_FAILED, message, record=False)
             return
