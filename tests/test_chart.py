@@ -596,6 +596,17 @@ def test_the_notes_say_where_the_webhook_listens_and_what_is_unset(chart: helm.C
 # --- Leader election, measured ---------------------------------------------------------------
 
 
+def _wait_for_peering_watch(api: KubeApiProcess, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(
+            c["verb"] == "watch" and c["resource"] == "clusterkopfpeerings" for c in api.audit()
+        ):
+            return
+        time.sleep(0.1)
+    pytest.fail(f"no watch of clusterkopfpeerings within {timeout} s")
+
+
 def _wait_for_line(log: Path, text: str, *, after: int = 0, timeout: float = 30.0) -> int:
     """The offset of ``text`` in the growing ``log`` past ``after``; fails after ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -644,6 +655,11 @@ def test_peered_replicas_elect_one_and_hand_over_with_only_the_granted_calls(
                         stdout=out,
                         stderr=subprocess.STDOUT,
                     )
+                if priority == 1:
+                    # The higher peer starts once the lower one watches the peering: kopf
+                    # learns of peers from watch events, so a peer that registered before the
+                    # watch began would be noticed only at its next keep-alive.
+                    _wait_for_peering_watch(api)
             paused = _wait_for_line(logs[1], "Pausing operations in favour of")
             replicas[2].terminate()
             assert replicas[2].wait(timeout=30) == 0
