@@ -23,6 +23,7 @@ from modelrollout.api import ModelVersionRef
 from modelrollout.routing.base import RouteTarget
 from modelrollout.routing.kserve_serverless import ServerlessRouter
 from modelrollout.sandbox.kubeapi.testing import KubeApiProcess
+from modelrollout.sandbox.scenario import served_by_router
 from processes import Kubectl, Process, running, wait_for
 
 BUCKET = "s3://sandbox-bucket/"
@@ -52,17 +53,7 @@ def first_prediction(port: int, namespace: str, isvc: str) -> list[float] | None
 
 
 def request_counts(port: int, namespace: str) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
-        text = answer.read().decode()
-    counts: dict[str, float] = {}
-    for line in text.splitlines():
-        if (
-            line.startswith("revision_app_request_count{")
-            and f'namespace_name="{namespace}"' in line
-        ):
-            revision = line.split('revision_name="', 1)[1].split('"', 1)[0]
-            counts[revision] = counts.get(revision, 0.0) + float(line.rsplit(" ", 1)[1])
-    return counts
+    return served_by_router(f"http://127.0.0.1:{port}", namespace)
 
 
 def test_revisions_are_real_model_servers_behind_the_router(

@@ -304,16 +304,7 @@ class Sandbox:
 
     def served(self, namespace: str) -> dict[str, float]:
         """Requests the router answered per revision of ``namespace`` (its /metrics)."""
-        with _open(self.urls["router"] + "/metrics") as answer:
-            text = answer.read().decode()
-        counts: dict[str, float] = {}
-        for line in text.splitlines():
-            if line.startswith("revision_app_request_count{") and (
-                f'namespace_name="{namespace}"' in line
-            ):
-                revision = line.split('revision_name="', 1)[1].split('"', 1)[0]
-                counts[revision] = counts.get(revision, 0.0) + float(line.rsplit(" ", 1)[1])
-        return counts
+        return served_by_router(self.urls["router"], namespace)
 
     def prometheus(self, query: str) -> list[dict[str, Any]]:
         from urllib.parse import urlencode
@@ -322,6 +313,21 @@ class Sandbox:
         with _open(url) as answer:
             found: list[dict[str, Any]] = json.loads(answer.read())["data"]["result"]
             return found
+
+
+def served_by_router(router: str, namespace: str) -> dict[str, float]:
+    """Requests the sandbox router at ``router`` answered per revision of ``namespace``, all
+    response codes together (its ``revision_app_request_count`` series)."""
+    with _open(router + "/metrics") as answer:
+        text = answer.read().decode()
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("revision_app_request_count{") and (
+            f'namespace_name="{namespace}"' in line
+        ):
+            revision = line.split('revision_name="', 1)[1].split('"', 1)[0]
+            counts[revision] = counts.get(revision, 0.0) + float(line.rsplit(" ", 1)[1])
+    return counts
 
 
 def _open(url: str) -> Any:
