@@ -17,6 +17,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, settings
 
+import ledger
 from mlflow_server import MlflowServer
 from modelrollout.sandbox.kubeapi.testing import KubeApiProcess
 from prometheus_history import History, HistoryServer
@@ -104,6 +105,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if len(chosen) != len(items):
         config.hook.pytest_deselected(items=[i for i in items if "e2e" in i.keywords])
         items[:] = chosen
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Settle the test's fault and bad-input records (tests/ledger.py) from its outcome."""
+    report = yield
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        ledger.LEDGER.settle(passed=report.passed)
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    lines = ledger.LEDGER.lines()
+    if lines:
+        terminalreporter.section("reliability: faults and bad inputs")
+        for line in lines:
+            terminalreporter.write_line(line)
+    target = os.environ.get("MODELROLLOUT_RELIABILITY_JSON")
+    if target:
+        ledger.LEDGER.write_json(Path(target))
 
 
 @pytest.fixture(scope="session")
