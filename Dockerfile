@@ -7,10 +7,12 @@
 
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY requirements.lock pyproject.toml README.md ./
 COPY operator ./operator
-# Wheels for the package and its runtime dependencies, so the image gets no build tools.
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+# Wheels of the locked runtime dependencies (every hash checked) and of the package alone,
+# so the image gets exactly the audited set and no build tools.
+RUN pip wheel --no-cache-dir --require-hashes --wheel-dir /wheels -r requirements.lock \
+    && pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM python:3.11-slim
 # git fetches the rollouts' repositories; ssh fetches over SSH and ssh-keygen checks SSH

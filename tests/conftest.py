@@ -18,6 +18,7 @@ import yaml
 from hypothesis import HealthCheck, settings
 
 import ledger
+import planted
 from mlflow_server import MlflowServer
 from modelrollout.sandbox.kubeapi.testing import KubeApiProcess
 from prometheus_history import History, HistoryServer
@@ -87,6 +88,18 @@ def kube_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeApiProces
     crds = sorted((REPO / "crds").glob("*.modelrollout.io.yaml"))
     with KubeApiProcess.start(workdir, crds=crds) as api:
         yield api
+        # What the operators wrote, for the planted-secrets scan (tests/planted.py).
+        planted.dump_api(api.url, workdir / "objects")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(planted.SCAN, "planted-secrets-scan")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def planted_secrets_scan_root(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The session's basetemp: scanned for planted secrets when the session ends."""
+    planted.SCAN.root = tmp_path_factory.getbasetemp()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

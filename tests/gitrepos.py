@@ -171,6 +171,9 @@ class _State:
     username: str
     token: str
     redirect_to: str | None = None
+    #: Repositories (by name, e.g. ``models.git``) that answer every request with 503, as a
+    #: git host in an outage does (the requests are still recorded).
+    unavailable: set[str] = field(default_factory=set)
     seen: list[Seen] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -196,6 +199,9 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._body()
         if state.redirect_to is not None:
             self._reply(302, [("Location", state.redirect_to + self.path)], b"")
+            return
+        if any(self.path.startswith(f"/{name}/") for name in state.unavailable):
+            self._reply(503, [("Retry-After", "1")], b"unavailable\n")
             return
         expected = base64.b64encode(f"{state.username}:{state.token}".encode()).decode()
         if authorization != f"Basic {expected}":

@@ -336,6 +336,38 @@ def test_the_operator_runs_non_root_read_only_without_capabilities(rendered: Obj
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
 
 
+NOTIFYING: dict[str, Any] = {
+    "notifications": {
+        "enabled": True,
+        "existingSecret": "rollout-notify",
+        "keys": {"slackUrl": "slack", "webhookUrl": "hook", "webhookSigningSecret": "hmac"},
+    }
+}
+
+
+@pytest.mark.parametrize("values", [{}, NAMESPACED_HA, NOTIFYING], ids=["defaults", "ha", "notify"])
+def test_ids_are_numeric_and_the_only_writable_place_is_an_empty_dir_at_tmp(
+    chart: helm.Chart, values: dict[str, Any]
+) -> None:
+    """Numeric non-root ids (the kubelet checks runAsNonRoot without /etc/passwd), nothing
+    in the container loosens the pod's settings, and every mount but /tmp is read-only."""
+    pod = the(render(chart, values), "Deployment")["spec"]["template"]["spec"]
+    security = pod["securityContext"]
+    for field in ("runAsUser", "runAsGroup", "fsGroup"):
+        assert type(security[field]) is int, field
+        assert security[field] > 0, field
+    (container,) = pod["containers"]
+    assert not {"runAsUser", "runAsNonRoot", "privileged", "seLinuxOptions"} & set(
+        container["securityContext"]
+    )
+    assert not {"hostNetwork", "hostPID", "hostIPC"} & {k for k, v in pod.items() if v}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    writable = [m for m in container["volumeMounts"] if not m.get("readOnly")]
+    assert writable == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert volumes["tmp"] == {"name": "tmp", "emptyDir": {}}
+    assert not any("hostPath" in v for v in volumes.values())
+
+
 def test_by_default_the_pod_is_hardened_as_deploys(chart: helm.Chart) -> None:
     deployment = yaml.safe_load((REPO / "deploy" / "deployment.yaml").read_text())
     theirs = deployment["spec"]["template"]["spec"]

@@ -2,8 +2,8 @@
 
 The RBAC grants themselves are measured against the operator's real API calls
 in tests/test_e2e_operator.py; here: the objects, the CRDs from ``crds/``, and
-the pod's security settings (non-root, read-only root filesystem, no
-capabilities, resources set).
+the pod's security settings (non-root with numeric ids, read-only root filesystem with an
+emptyDir at /tmp the only writable place, no capabilities, RuntimeDefault seccomp, resources set).
 """
 
 from __future__ import annotations
@@ -91,3 +91,25 @@ def test_the_role_grants_no_wildcards(rendered: list[dict[str, Any]]) -> None:
     for rule in role["rules"]:
         for field in ("apiGroups", "resources", "verbs"):
             assert "*" not in rule[field], rule
+
+
+def test_ids_are_numeric_and_the_only_writable_place_is_an_empty_dir_at_tmp(
+    rendered: list[dict[str, Any]],
+) -> None:
+    (deployment,) = by_kind(rendered, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    security = pod["securityContext"]
+    for field in ("runAsUser", "runAsGroup", "fsGroup"):
+        assert type(security[field]) is int, field
+        assert security[field] > 0, field
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = pod["containers"]
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert not {"hostNetwork", "hostPID", "hostIPC"} & {k for k, v in pod.items() if v}
+    writable = [m for m in container["volumeMounts"] if not m.get("readOnly")]
+    assert writable == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert pod["volumes"] == [{"name": "tmp", "emptyDir": {}}]

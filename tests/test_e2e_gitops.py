@@ -8,11 +8,17 @@ local artifacts) holding real scikit-learn models, a bare git repository, and th
   rollout tags follow;
 - a commit naming a version that fails a registry gate moves no traffic (``GateFailed``);
 - under ``verify``, an unsigned commit moves no traffic (``SourceUntrusted``), a signed one does;
-- a push webhook (HMAC-signed as GitHub signs it) makes the operator fetch at once.
+- a push webhook (HMAC-signed as GitHub signs it) makes the operator fetch at once;
+- a repository behind HTTPS-style token auth (``git http-backend``) and an MLflow token, both
+  from Secrets the spec names, deploy and promote; the operator read both Secrets.
+
+The operator logs at DEBUG here (where secrets leak first) and its credentials are the planted
+values of tests/planted.py, which the session's scan then looks for in every output.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -27,7 +33,8 @@ from typing import Any
 import pytest
 import yaml
 
-from gitrepos import Origin
+import planted
+from gitrepos import GitHttpServer, Origin
 from mlflow_server import MlflowServer, free_port, tracking
 from modelrollout import api
 from modelrollout.sandbox.kubeapi.testing import KubeApiProcess
@@ -39,7 +46,8 @@ REPO = Path(__file__).resolve().parents[1]
 MODEL = "gitops-diabetes"
 BUCKET = "s3://mlflow-bucket/"
 TRAINING_COMMITS = {1: "a" * 40, 2: "b" * 40, 3: "c" * 40}
-WEBHOOK_SECRET = "webhook-shared-secret"
+WEBHOOK_SECRET = planted.WEBHOOK_SECRET
+GIT_USER = "release-bot"
 
 
 def register_models(url: str) -> None:
@@ -78,9 +86,11 @@ def register_models(url: str) -> None:
 
 class GitOps:
     def __init__(self, kube_api: KubeApiProcess, mlflow: MlflowServer, workdir: Path) -> None:
+        self.api = kube_api
         self.kubectl = Kubectl(kube_api.kubeconfig)
         self.mlflow_url = mlflow.url
         self.origin = Origin(workdir / "git")
+        self.http = GitHttpServer(workdir / "git", GIT_USER, planted.GIT_TOKEN)
         self.webhook_port = free_port()
         self.kserve: Process = kserve_controller(workdir, kube_api.kubeconfig)
         self.operator: Process = operator(
@@ -93,6 +103,7 @@ class GitOps:
             MODELROLLOUT_GIT_ALLOW_FILE="1",
             MODELROLLOUT_WEBHOOK_ADDRESS=f"127.0.0.1:{self.webhook_port}",
             MODELROLLOUT_WEBHOOK_SECRET=WEBHOOK_SECRET,
+            MODELROLLOUT_LOG_LEVEL="DEBUG",
         )
 
     def manifest(self, version: int, path: str = "models/diabetes.yaml", **options: Any) -> str:
@@ -119,7 +130,13 @@ class GitOps:
             status: int = answer.status
             return status
 
-    def apply(self, namespace: str, name: str, git: dict[str, Any]) -> None:
+    def apply(
+        self,
+        namespace: str,
+        name: str,
+        git: dict[str, Any],
+        registry: dict[str, Any] | None = None,
+    ) -> None:
         body = {
             "apiVersion": api.API_VERSION,
             "kind": api.ROLLOUT_KIND,
@@ -133,7 +150,8 @@ class GitOps:
                 "registry": {
                     "gates": {"requiredTags": {"validation_status": "approved"}},
                     "writeBack": {"alias": "champion"},
-                },
+                }
+                | (registry or {}),
                 "strategy": {"steps": [{"setWeight": 50}, {"pause": {"duration": "1s"}}]},
             },
         }
@@ -172,8 +190,12 @@ def gitops(
     mlflow_server.wait_ready()
     register_models(mlflow_server.url)
     found = GitOps(kube_api, mlflow_server, workdir)
-    with running(found.kubectl, found.kserve, found.operator):
-        yield found
+    found.http.start()
+    try:
+        with running(found.kubectl, found.kserve, found.operator):
+            yield found
+    finally:
+        found.http.stop()
 
 
 def test_committing_a_manifest_deploys_promotes_and_gates_models(gitops: GitOps) -> None:
@@ -281,3 +303,47 @@ def test_a_push_webhook_fetches_at_once(gitops: GitOps) -> None:
     assert gitops.push_hook() == 202
     status = gitops.wait_stable(ns, "hooked", 2)
     assert status["stable"]["version"] == "2"
+
+
+def test_credentials_from_secrets_reach_git_and_mlflow_and_nothing_else(gitops: GitOps) -> None:
+    """Given a repository served over HTTP with token auth (``git http-backend`` on loopback)
+    and a Secret with its token (and an SSH key, which an HTTP fetch never uses), and a
+    Secret with an MLflow token, when v1 and then v2 are committed, then both roll out;
+    git got the token from the Secret, and the operator read both Secrets (the emulator's
+    audit). The session's scan then finds neither value in any log, status or event."""
+    ns = "gitops-secrets"
+    gitops.kubectl("create", "namespace", ns)
+    secrets = {
+        "git-credentials": {
+            "username": GIT_USER,
+            "password": planted.GIT_TOKEN,
+            "identity": planted.SSH_PRIVATE_KEY,
+        },
+        "mlflow-credentials": {"token": planted.MLFLOW_TOKEN},
+    }
+    for name, data in secrets.items():
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": ns},
+            "stringData": data,
+        }
+        gitops.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(secret))
+    path = "secret/diabetes.yaml"
+    gitops.manifest(1, path=path)
+    git = {
+        "repository": gitops.http.url("models.git"),
+        "path": path,
+        "secretRef": {"name": "git-credentials"},
+    }
+    gitops.apply(ns, "private", git, {"secretRef": {"name": "mlflow-credentials"}})
+    gitops.wait_stable(ns, "private", 1)
+    gitops.manifest(2, path=path)
+    status = gitops.wait_stable(ns, "private", 2)
+    assert status["history"][-1]["outcome"] == "Promoted"
+
+    basic = base64.b64encode(f"{GIT_USER}:{planted.GIT_TOKEN}".encode()).decode()
+    assert any(seen.authorization == f"Basic {basic}" for seen in gitops.http.seen)
+    audit = gitops.api.audit()
+    assert planted.secret_reads(audit, ns, "git-credentials") > 0
+    assert planted.secret_reads(audit, ns, "mlflow-credentials") > 0

@@ -26,8 +26,10 @@ the events, and the MLflow alias and ``modelrollout.*`` tags.
 
 from __future__ import annotations
 
+import json
 import signal
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,6 +37,7 @@ from typing import Any
 
 import pytest
 
+import planted
 from modelrollout.sandbox import models
 from modelrollout.sandbox.models import Candidate, Registered
 from modelrollout.sandbox.scenario import Sandbox, canary_spec
@@ -71,6 +74,8 @@ PARALLEL: dict[str, list[Candidate]] = {
     "drift": [models.SKEWED],
     "idle": [models.BETTER],
 }
+#: The Secret with each namespace's planted MLflow and Prometheus tokens (tests/planted.py).
+CREDENTIALS = "sandbox-credentials"
 #: The Prometheus test's namespace.
 PROM = "prom"
 PROM_CANDIDATES = [models.BASELINE, models.BETTER]
@@ -262,6 +267,8 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
         try:
             yield found
         finally:
+            # What the operator wrote, for the planted-secrets scan (tests/planted.py).
+            planted.dump_api(found.urls["kube-api"], run_dir.parent / "objects")
             found.close()
     finally:
         down(run_dir, out=said.append)
@@ -302,10 +309,20 @@ def parallel(sandbox: Sandbox) -> Parallel:
             log.append(commits[ns][-1])
             if version == 1:
                 sandbox.namespace(ns)
-                sandbox.apply_templates(ns)
+                sandbox.credentials(
+                    ns,
+                    CREDENTIALS,
+                    mlflow_token=planted.MLFLOW_TOKEN,
+                    prometheus_token=planted.PROMETHEUS_TOKEN,
+                )
+                sandbox.apply_templates(ns, secret=CREDENTIALS)
                 limit = INCONCLUSIVE_LIMIT if ns in RPS else 3
                 spec = canary_spec(
-                    sandbox.state["gitUrl"], path_of(ns), ISVC, inconclusive_limit=limit
+                    sandbox.state["gitUrl"],
+                    path_of(ns),
+                    ISVC,
+                    inconclusive_limit=limit,
+                    registry_secret=CREDENTIALS,
                 )
                 sandbox.apply_rollout(ns, ISVC, spec)
         # Load goes to a namespace once its canary serves: model servers start faster
@@ -381,6 +398,10 @@ def test_a_better_model_is_promoted(parallel: Parallel) -> None:
     assert champion(sandbox, name) == "2"
     tags = rollout_tags(sandbox, name, "2")
     assert tags["modelrollout.verdict"] == "Promoted"
+    # The planted MLflow and Prometheus tokens were in play: the operator read their Secret.
+    with urllib.request.urlopen(sandbox.urls["kube-api"] + "/_emulator/audit", timeout=30) as got:
+        audit = json.loads(got.read())["items"]
+    assert planted.secret_reads(audit, ns, CREDENTIALS) > 0
     assert tags["modelrollout.rollout"] == f"{ns}/{ISVC}"
     assert tags["modelrollout.commit"] == status["history"][-1]["model"]["gitCommit"]
     assert parallel.recorded_commit_ok(ns, 2, tags["modelrollout.commit"])

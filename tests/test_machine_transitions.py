@@ -110,8 +110,9 @@ def test_initializing_ends_stable_when_the_router_shows_it() -> None:
     assert decision.status.phase == Phase.SUCCEEDED
     assert decision.status.stable == V1
     assert decision.status.canary is None
+    # Written back with the time initializing began, which a retried pass keeps.
     assert decision.actions == (
-        WriteBack(V1, Outcome.INITIALIZED, Reason.INITIALIZED, at=rfc3339(at(5))),
+        WriteBack(V1, Outcome.INITIALIZED, Reason.INITIALIZED, at=rfc3339(at(0))),
     )
     assert [h.outcome for h in decision.status.history] == [Outcome.INITIALIZED]
     assert condition(decision, api.ConditionType.READY) == (conditions.TRUE, Reason.SERVING)
@@ -428,7 +429,7 @@ def test_abort_rolls_back_then_remembers_the_version() -> None:
     assert restored.status.history[-1].outcome == Outcome.ABORTED
     assert restored.actions == (
         WriteBack(
-            V2, Outcome.ABORTED, Reason.ROLLOUT_ABORTED, "aborted by request", at=rfc3339(at(10))
+            V2, Outcome.ABORTED, Reason.ROLLOUT_ABORTED, "aborted by request", at=rfc3339(at(5))
         ),
     )
 
@@ -449,7 +450,7 @@ def test_rollback_moves_traffic_before_the_spec() -> None:
     assert done.status.canary is None
     assert done.status.canary_weight == 0
     assert done.actions == (
-        WriteBack(V2, Outcome.ROLLED_BACK, Reason.ANALYSIS_FAILED, "bad", at=rfc3339(at(7))),
+        WriteBack(V2, Outcome.ROLLED_BACK, Reason.ANALYSIS_FAILED, "bad", at=rfc3339(at(0))),
     )
     assert reasons(done) == [Reason.STABLE_RESTORED, Reason.ROLLED_BACK]
     assert condition(done, api.ConditionType.PROGRESSING) == (
@@ -468,9 +469,20 @@ def test_promoting_ends_with_the_canary_stable_and_written_back() -> None:
     assert done.status.stable == V2
     assert done.status.canary is None
     assert done.actions == (
-        WriteBack(V2, Outcome.PROMOTED, Reason.ROLLOUT_PROMOTED, at=rfc3339(at(6))),
+        WriteBack(V2, Outcome.PROMOTED, Reason.ROLLOUT_PROMOTED, at=rfc3339(at(0))),
     )
     assert reasons(done) == [Reason.ROLLOUT_PROMOTED]
+
+
+def test_a_retried_write_back_writes_the_time_the_outcome_was_decided() -> None:
+    """A pass whose write-back failed writes no status; the pass that retries it, later,
+    must write back the same time (MLflow would otherwise get the time tag twice)."""
+    given = canary_status(step=2, weight=100, phase=Phase.PROMOTING, progress_at=rfc3339(at(3)))
+    first = decide(spec(), given, wants(V2, route=stable_only(V2)), at(6))
+    retried = decide(spec(), given, wants(V2, route=stable_only(V2)), at(40))
+    written = (WriteBack(V2, Outcome.PROMOTED, Reason.ROLLOUT_PROMOTED, at=rfc3339(at(3))),)
+    assert first.actions == written
+    assert retried.actions == written
 
 
 def test_promoting_can_still_be_aborted() -> None:

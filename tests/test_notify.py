@@ -35,6 +35,7 @@ import pytest
 import yaml
 from aiohttp import web
 
+import planted
 from modelrollout import api, notify, serde, settings, wiring
 from modelrollout.api import (
     ModelRolloutStatus,
@@ -417,6 +418,10 @@ class Receiver:
             self._plans[path] = list(replies)
         return self.url(path)
 
+    def paths(self) -> set[str]:
+        with self._lock:
+            return {r.path.split("?")[0] for r in self._received}
+
     def received(self, path: str) -> list[Received]:
         with self._lock:
             return [r for r in self._received if r.path.split("?")[0] == path]
@@ -432,9 +437,12 @@ class Receiver:
 
 
 @pytest.fixture(scope="session")
-def receiver() -> Iterator[Receiver]:
+def receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Receiver]:
     with Receiver() as running:
         yield running
+    # Every body it got, for the planted-secrets scan (tests/planted.py).
+    bodies = [r.body for path in running.paths() for r in running.received(path)]
+    planted.dump_bodies(tmp_path_factory.getbasetemp() / "notifications-received", bodies)
 
 
 class Sleeps:
@@ -901,17 +909,22 @@ def _e2e_rollout(namespace: str, version: int) -> dict[str, Any]:
 
 @pytest.mark.e2e
 def test_a_promotion_and_a_rollback_each_notify_a_local_receiver(
-    kube_api: KubeApiProcess, receiver: Receiver, tmp_path: Path
+    kube_api: KubeApiProcess,
+    receiver: Receiver,
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     """Given the operator with a Slack and a signed generic webhook (URLs and key in files),
     when v2 passes its analysis and v3 fails it, then both channels hear of the promotion
     (info) and of the rollback (critical, then warning once stable is back), every generic
-    request is signed, and neither the operator's log nor a payload holds a secret."""
+    request is signed, and neither the operator's log nor a payload holds a secret (the
+    URL token and the key are planted values: the session's scan looks for them too)."""
     ns = "e2e-notify"
-    slack_path, hook_path = f"/e2e/slack/{TOKEN}", f"/e2e/hook/{TOKEN}"
-    (tmp_path / "slack-url").write_text(receiver.plan(slack_path))
-    (tmp_path / "hook-url").write_text(receiver.plan(hook_path))
-    (tmp_path / "signing-key").write_text(SIGNING_KEY)
+    token, key = planted.NOTIFY_URL_TOKEN, planted.NOTIFY_SIGNING_KEY
+    slack_path, hook_path = f"/e2e/slack/{token}", f"/e2e/hook/{token}"
+    slack_url = planted.plant_file(tmp_path_factory, "slack-url", receiver.plan(slack_path))
+    hook_url = planted.plant_file(tmp_path_factory, "hook-url", receiver.plan(hook_path))
+    signing_key = planted.plant_file(tmp_path_factory, "signing-key", key)
     metrics = tmp_path / "metrics.json"
     metrics.write_text(json.dumps({E2E_QUERY: 0.999}))
     kubectl = Kubectl(kube_api.kubeconfig)
@@ -920,9 +933,9 @@ def test_a_promotion_and_a_rollback_each_notify_a_local_receiver(
         kube_api.kubeconfig,
         MODELROLLOUT_METRICS=f"static:{metrics}",
         MODELROLLOUT_NAMESPACES=ns,
-        MODELROLLOUT_NOTIFY_SLACK_URL_FILE=str(tmp_path / "slack-url"),
-        MODELROLLOUT_NOTIFY_WEBHOOK_URL_FILE=str(tmp_path / "hook-url"),
-        MODELROLLOUT_NOTIFY_WEBHOOK_SIGNING_KEY_FILE=str(tmp_path / "signing-key"),
+        MODELROLLOUT_NOTIFY_SLACK_URL_FILE=str(slack_url),
+        MODELROLLOUT_NOTIFY_WEBHOOK_URL_FILE=str(hook_url),
+        MODELROLLOUT_NOTIFY_WEBHOOK_SIGNING_KEY_FILE=str(signing_key),
         MODELROLLOUT_NOTIFY_CLUSTER="e2e",
     )
     template = {
@@ -976,7 +989,7 @@ def test_a_promotion_and_a_rollback_each_notify_a_local_receiver(
     assert all(g["cluster"] == "e2e" for g in generic)
     assert generic[failed]["stable"]["version"] == "2"
     for post in receiver.received(hook_path):
-        expected = hmac.new(SIGNING_KEY.encode(), post.body, hashlib.sha256).hexdigest()
+        expected = hmac.new(key.encode(), post.body, hashlib.sha256).hexdigest()
         assert post.headers[notify.SIGNATURE_HEADER] == f"sha256={expected}"
     slack = [p.json()["text"] for p in receiver.received(slack_path)]
     assert len(slack) == len(generic)
@@ -984,5 +997,5 @@ def test_a_promotion_and_a_rollback_each_notify_a_local_receiver(
     log = the_operator.log.read_text()
     assert "AnalysisFailed" in log
     for text in (log, *(p.body.decode() for p in receiver.received(slack_path))):
-        assert TOKEN not in text
-        assert SIGNING_KEY not in text
+        assert token not in text
+        assert key not in text

@@ -54,6 +54,16 @@ def test_range(
     assert judge(value, low, high) == Judgement(verdict, value, message, EVIDENCE)
 
 
+@pytest.mark.parametrize(("value", "low", "high"), [(math.inf, 0.99, None), (-math.inf, None, 0.5)])
+def test_an_infinity_with_no_bound_on_its_side_is_no_evidence(
+    value: float, low: float | None, high: float | None
+) -> None:
+    """+Inf from ``x/0`` is not a perfect success rate: INCONCLUSIVE, never a PASS."""
+    result = judge(value, low, high)
+    assert (result.verdict, result.value) == (Verdict.INCONCLUSIVE, None)
+    assert result.message.startswith("no data: the query returned")
+
+
 def test_evidence_is_a_copy_of_the_providers() -> None:
     result = judge(0.5, 0.0, 1.0)
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 import re
 
 PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+#: The longest duration read: a year. Longer is a typo (a pause that waits for a person has
+#: no duration), and would overflow clocks and PromQL ranges.
+MAX_SECONDS = 366 * 24 * 3600.0
 _PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -17,7 +20,10 @@ def parse(text: str) -> float:
     """Seconds in ``text``; ``ValueError`` names what is wrong."""
     if not re.fullmatch(PATTERN, text):
         raise ValueError(f"invalid duration {text!r}: use a number with ms, s, m or h, e.g. 30s")
-    return sum(float(number) * _SECONDS[unit] for number, unit in _PART.findall(text))
+    seconds = sum(float(number) * _SECONDS[unit] for number, unit in _PART.findall(text))
+    if seconds > MAX_SECONDS:
+        raise ValueError(f"duration {text!r} is longer than {MAX_SECONDS / 3600:g}h (366 days)")
+    return seconds
 
 
 def format_seconds(seconds: float) -> str:

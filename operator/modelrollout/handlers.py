@@ -1,9 +1,15 @@
 """kopf registration: the only module with kopf decorators. Thin on purpose.
 
-Every handler reads the object, asks the engine for one pass, and writes the
-status patch and the events once. The driving timer wakes each rollout every
-``MODELROLLOUT_TIMER_SECONDS``; kopf timers have one interval per decorator,
-so each rollout's own intervals are enforced by the core from its status.
+Every handler reads the object, asks the engine for one pass, and writes the status patch
+and the events once. A change (create, update, resume) runs a pass at once, and kopf writes
+its status. Between changes, one daemon per rollout sleeps until the core says the rollout is
+next due (``requeue_after``: a pause's end, the next analysis, a convergence check), and at
+most ``MODELROLLOUT_TIMER_SECONDS``, then runs the pass and writes its status itself: kopf
+sends a daemon's patch only when the daemon returns. A pass from a change re-arms the daemon
+with the due time it produced. Passes of one rollout never overlap.
+
+A fixed-period timer instead would wake every rollout every period whether or not anything
+is due, and a rollout would move up to one period late (``bench/scale.py``).
 """
 
 from __future__ import annotations
@@ -11,13 +17,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import kopf
 
 from modelrollout import api, engine, serde, wiring
 from modelrollout.decision import EventType
+from modelrollout.errors import ModelRolloutError
 from modelrollout.settings import from_env
 from modelrollout.telemetry import Telemetry
 
@@ -26,6 +33,21 @@ log = logging.getLogger(__name__)
 SETTINGS = from_env()
 FINALIZER = f"{api.GROUP}/finalizer"
 _RESOURCE = (api.GROUP, api.VERSION, api.ROLLOUT_PLURAL)
+#: asyncio may run a timer up to its clock resolution early; a pass woken a hair before a
+#: pause ends would find it not over yet and ask for another pass at once.
+_LATE_BY = 0.005
+
+
+@dataclass
+class Schedule:
+    """When a rollout's next pass is due (event-loop time), and a way to say it changed."""
+
+    due: float
+    rearmed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def set(self, due: float) -> None:
+        self.due = due
+        self.rearmed.set()
 
 
 @kopf.on.startup()
@@ -40,12 +62,16 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # log lines only warnings and errors become events.
     settings.posting.level = logging.WARNING
     settings.peering.standalone = SETTINGS.peering is None
+    # kopf's default waits 5 minutes for an answer to a status patch or an event.
+    settings.networking.request_timeout = SETTINGS.kube_request_timeout_seconds
+    asyncio.get_running_loop().set_default_executor(wiring.api_threads(SETTINGS))
     memo.telemetry = Telemetry()
     memo.telemetry_server = wiring.telemetry_server(SETTINGS, memo.telemetry)
     if memo.telemetry_server is not None:
         await memo.telemetry_server.start()
     git = wiring.git_source(SETTINGS)
     memo.ports = wiring.instrumented(wiring.ports(SETTINGS, git), memo.telemetry)
+    memo.status_writer = wiring.status_writer(SETTINGS)
     memo.webhook = wiring.webhook(SETTINGS, git)
     if memo.webhook is not None:
         await memo.webhook.start()
@@ -54,6 +80,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         await memo.notifier.start()
     memo.locks = {}
     memo.statuses = {}
+    memo.schedules = {}
     if memo.telemetry_server is not None:
         memo.telemetry_server.health.started = True
 
@@ -81,14 +108,29 @@ def _rollout(
     )
 
 
+def _schedule(memo: kopf.Memo, uid: str) -> Schedule:
+    schedule: Schedule | None = memo.schedules.get(uid)
+    if schedule is None:
+        schedule = Schedule(asyncio.get_running_loop().time() + SETTINGS.timer_seconds)
+        memo.schedules[uid] = schedule
+    return schedule
+
+
+def _rearm(memo: kopf.Memo, uid: str, after: float | None, since: float) -> None:
+    """The next pass of ``uid`` ``after`` seconds (None: nothing due; at most the timer's)
+    from ``since``: the event-loop time at which the pass that said so read the clock."""
+    wait = SETTINGS.timer_seconds if after is None else min(after, SETTINGS.timer_seconds)
+    _schedule(memo, uid).set(since + max(0.0, wait) + _LATE_BY)
+
+
 async def _pass(
     body: kopf.Body,
     spec: kopf.Spec,
     status: kopf.Status,
     meta: kopf.Meta,
-    patch: kopf.Patch,
     memo: kopf.Memo,
-) -> None:
+) -> dict[str, Any]:
+    """One pass; posts its events and returns the status merge patch to write."""
     uid = meta.get("uid", "")
     async with memo.locks.setdefault(uid, asyncio.Lock()):
         # Passes of one rollout run one at a time, each from the status the
@@ -96,32 +138,34 @@ async def _pass(
         # the handler was queued, which may predate the last pass's write.
         given = _rollout(body, spec, status, meta)
         last = memo.statuses.get(uid, given.status)
+        # The core's due times count from its clock reading at the start of the pass.
+        begun = asyncio.get_running_loop().time()
         started = time.perf_counter()
         try:
             result = await engine.reconcile(replace(given, status=last), memo.ports)
-        except engine.ActionError as error:
+        except engine.ActionError:
             memo.telemetry.record_error(
                 given.namespace, given.name, "action", time.perf_counter() - started
             )
-            raise kopf.TemporaryError(str(error), delay=SETTINGS.timer_seconds) from error
+            _rearm(memo, uid, SETTINGS.timer_seconds, begun)
+            raise
         except Exception:
             memo.telemetry.record_error(
                 given.namespace, given.name, "unexpected", time.perf_counter() - started
             )
+            _rearm(memo, uid, SETTINGS.timer_seconds, begun)
             raise
         memo.telemetry.record_pass(
             given.namespace, given.name, last, result.status, time.perf_counter() - started
         )
         memo.statuses[uid] = result.status
+        _rearm(memo, uid, result.requeue_after, begun)
         if memo.get("notifier") is not None:
             # Queued (never sent) here, inside the lock: a rollout's notifications keep the
             # order of its passes, and no pass waits for a receiver.
             memo.notifier.after_pass(
                 given.namespace, given.name, last, result.status, result.events
             )
-    status_patch = serde.merge_patch_from([given.status, last], result.status)
-    if status_patch:
-        patch.setdefault("status", {}).update(status_patch)
     for event in result.events:
         kind = "Warning" if event.type == EventType.WARNING else "Normal"
         kopf.event(body, type=kind, reason=event.reason.value, message=event.message)
@@ -130,12 +174,12 @@ async def _pass(
             "[%s/%s] %s: %s", meta.get("namespace"), meta.get("name"), event.reason.value,
             event.message,
         )  # fmt: skip
+    return serde.merge_patch_from([given.status, last], result.status)
 
 
 @kopf.on.create(*_RESOURCE)
 @kopf.on.update(*_RESOURCE)
 @kopf.on.resume(*_RESOURCE)
-@kopf.timer(*_RESOURCE, interval=SETTINGS.timer_seconds, idle=None)
 async def reconcile(
     body: kopf.Body,
     spec: kopf.Spec,
@@ -145,8 +189,60 @@ async def reconcile(
     memo: kopf.Memo,
     **_: Any,
 ) -> None:
-    """Every change, every resume and every timer tick run the same pass."""
-    await _pass(body, spec, status, meta, patch, memo)
+    """Every change and every resume run a pass at once; kopf writes its status."""
+    try:
+        status_patch = await _pass(body, spec, status, meta, memo)
+    except engine.ActionError as error:
+        raise kopf.TemporaryError(str(error), delay=SETTINGS.timer_seconds) from error
+    if status_patch:
+        patch.setdefault("status", {}).update(status_patch)
+
+
+@kopf.daemon(*_RESOURCE, cancellation_backoff=5.0, cancellation_timeout=30.0)
+async def drive(
+    body: kopf.Body,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    memo: kopf.Memo,
+    stopped: kopf.DaemonStopped,
+    logger: kopf.Logger,
+    **_: Any,
+) -> None:
+    """The passes between changes, each when the previous pass said the rollout is due."""
+    uid = meta.get("uid", "")
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.ensure_future(_until(stopped))
+    try:
+        while not stopped:
+            schedule = _schedule(memo, uid)
+            schedule.rearmed.clear()
+            wait = schedule.due - loop.time()
+            if wait > 0:
+                rearmed = asyncio.ensure_future(schedule.rearmed.wait())
+                await asyncio.wait(
+                    (stopping, rearmed), timeout=wait, return_when=asyncio.FIRST_COMPLETED
+                )
+                rearmed.cancel()
+                continue
+            try:
+                status_patch = await _pass(body, spec, status, meta, memo)
+                if status_patch:
+                    await memo.status_writer.patch(
+                        meta.namespace or "", meta.name or "", status_patch
+                    )
+            except ModelRolloutError as error:
+                # As kopf logs a change handler's TemporaryError (an event, too).
+                logger.error(f"pass failed temporarily: {error}")
+            except Exception:
+                logger.exception("pass failed; retrying")
+                _rearm(memo, uid, SETTINGS.timer_seconds, loop.time())
+    finally:
+        stopping.cancel()
+
+
+async def _until(stopped: kopf.DaemonStopped) -> None:
+    await stopped.wait()
 
 
 @kopf.on.delete(*_RESOURCE)
@@ -161,6 +257,8 @@ async def release(
     waiting = await engine.release(_rollout(body, spec, status, meta), memo.ports)
     if waiting is not None:
         raise kopf.TemporaryError(waiting, delay=SETTINGS.timer_seconds)
-    memo.statuses.pop(meta.get("uid", ""), None)
-    memo.locks.pop(meta.get("uid", ""), None)
+    uid = meta.get("uid", "")
+    memo.statuses.pop(uid, None)
+    memo.locks.pop(uid, None)
+    memo.schedules.pop(uid, None)
     memo.telemetry.forget(meta.namespace or "", meta.name or "")

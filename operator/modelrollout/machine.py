@@ -81,7 +81,66 @@ def decide(
     spec: ModelRolloutSpec, status: ModelRolloutStatus, obs: Observations, now: datetime
 ) -> Decision:
     """One reconcile pass: the new status, the actions to carry out, the events."""
-    return _Pass(spec, status, obs, now).run()
+    return _replay_lost_pass(spec, status, obs, now) or _Pass(spec, status, obs, now).run()
+
+
+def _replay_lost_pass(
+    spec: ModelRolloutSpec, status: ModelRolloutStatus, obs: Observations, now: datetime
+) -> Decision | None:
+    """The pass whose status write was lost, if the router shows it was carried out.
+
+    An operator killed after a pass moved traffic but before it wrote status restarts from
+    the older status, and finds the canary at a split that status does not name. Sending
+    traffic back to the split named would undo a step (and swallow the request that made
+    it). When the pass as it ran then (the route at the status's split) asks for exactly the
+    split observed now, that pass is replayed instead: its status, without its events, which
+    the killed operator has posted already. The next pass goes on from there.
+
+    A router still on the split before the status's one is lagging, not ahead: that split is
+    never taken for a lost pass. Nor is a pass that needed measurements (the router may show
+    no traffic yet): those are judged again once traffic is where the status says.
+    """
+    route, stable, canary = obs.route, status.stable, status.canary
+    if status.phase not in (Phase.PROGRESSING, Phase.PAUSED) or route is None:
+        return None
+    if stable is None or canary is None or not route.ready:
+        return None
+    lagging = (stable.storage_uri, canary.storage_uri, _weight_before(spec, status))
+    if (route.stable_storage_uri, route.canary_storage_uri, route.canary_weight) == lagging:
+        return None
+    then = replace(
+        route,
+        stable_storage_uri=stable.storage_uri,
+        canary_storage_uri=canary.storage_uri,
+        canary_weight=status.canary_weight,
+    )
+    if then == route:
+        return None
+    lost = _Pass(spec, status, replace(obs, route=then, measurements={}), now).run()
+    asked = [_split_of(a) for a in lost.actions if isinstance(a, SetWeight | Promote | Restore)]
+    observed = (route.stable_storage_uri, route.canary_storage_uri, route.canary_weight)
+    if not asked or asked[-1] != observed:
+        return None
+    return replace(lost, events=(), requeue_after=0.0)
+
+
+def _weight_before(spec: ModelRolloutSpec, status: ModelRolloutStatus) -> int:
+    """The canary weight before the step that set the current one (0 before the first)."""
+    weights = [
+        step.set_weight
+        for step in spec.strategy.steps[: (status.current_step_index or 0) + 1]
+        if step.set_weight is not None
+    ]
+    return weights[-2] if len(weights) > 1 else 0
+
+
+def _split_of(action: SetWeight | Promote | Restore) -> tuple[str, str | None, int]:
+    """The split a router action leaves the InferenceService in."""
+    if isinstance(action, SetWeight):
+        return action.stable.storage_uri, action.canary.storage_uri, action.weight
+    if isinstance(action, Promote):
+        return action.model.storage_uri, None, 0
+    return action.stable.storage_uri, None, 0
 
 
 @dataclass
@@ -155,6 +214,12 @@ class _Pass:
     def _stamp(self) -> str:
         return rfc3339(self.now)
 
+    def _decided_at(self) -> str:
+        """When the outcome now written back was decided: the start of the phase that ends
+        (kept in status). A pass whose write-back failed is retried from the same status, so
+        the retry writes the same time rather than a time of its own."""
+        return self.status.progress_at or self._stamp()
+
     def _event(self, kind: EventType, reason: Reason, message: str) -> None:
         self.events.append(Event(kind, reason, message))
 
@@ -223,11 +288,15 @@ class _Pass:
                 self._event(EventType.WARNING, desired.reason, desired.message)
             return None
         ref = self._pin_alias(desired)
+        # The commit read last, even when it names the version already serving (a history
+        # rewritten by a force-push): the branch is the truth, and status says where it is.
+        commit = desired.ref.git_commit
+        read_from = f", read from commit {commit}" if commit else ""
         self._condition(
             ConditionType.SOURCE_READY,
             cond.TRUE,
             Reason.SOURCE_RESOLVED,
-            f"{desired.ref.uri} is {desired.ref.label}",
+            f"{desired.ref.uri} is {desired.ref.label}{read_from}",
         )
         if ref is desired.ref:
             self.gates = desired.gates
@@ -380,7 +449,7 @@ class _Pass:
         if self._route_is(model, None, 0):
             self._record(model, Outcome.INITIALIZED, Reason.INITIALIZED, "first stable model")
             self.actions.append(
-                WriteBack(model, Outcome.INITIALIZED, Reason.INITIALIZED, at=self._stamp())
+                WriteBack(model, Outcome.INITIALIZED, Reason.INITIALIZED, at=self._decided_at())
             )
             self._event(EventType.NORMAL, Reason.INITIALIZED, f"{model.label} is now stable")
             self._update(stable=model)
@@ -577,7 +646,7 @@ class _Pass:
         if self._route_is(canary, None, 0):
             self._record(canary, Outcome.PROMOTED, Reason.ROLLOUT_PROMOTED, "analysis passed")
             self.actions.append(
-                WriteBack(canary, Outcome.PROMOTED, Reason.ROLLOUT_PROMOTED, at=self._stamp())
+                WriteBack(canary, Outcome.PROMOTED, Reason.ROLLOUT_PROMOTED, at=self._decided_at())
             )
             self._event(
                 EventType.NORMAL, Reason.ROLLOUT_PROMOTED, f"{canary.label} promoted to stable"
@@ -630,7 +699,7 @@ class _Pass:
     ) -> None:
         """The canary ended badly: remember it so it is not retried unasked."""
         self._record(model, outcome, reason, message)
-        self.actions.append(WriteBack(model, outcome, reason, message, at=self._stamp()))
+        self.actions.append(WriteBack(model, outcome, reason, message, at=self._decided_at()))
         self._event(EventType.WARNING, Reason.ROLLED_BACK, f"{model.label}: {message}")
         kept = (*(k for k in self.status.failed_versions if k != model.key), model.key)
         self._update(failed_versions=kept[-MAX_FAILED_VERSIONS:])

@@ -11,6 +11,7 @@ import copy
 import datetime
 import functools
 import json
+import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ _OLD_SELF = re.compile(r"\boldSelf\b")
 _DATE_TIME = re.compile(
     r"(\d{4}-\d\d-\d\d)t(\d\d):(\d\d):(\d\d)(\.\d+)?(z|[+-]\d\d:\d\d)", re.ASCII
 )
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _KINDS = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array"}
 _FIELD_PATH_STEP = re.compile(r"\.([^.\[\]]+)|\['((?:[^'\\]|\\.)*)'\]")
 
@@ -71,10 +73,20 @@ def validate(schema: Schema, obj: Any, path: str = "", *, old: Any = None) -> li
         return errors
     if any(e.type in _BLOCKING for e in errors):
         return [*errors, _error(INVALID, path, None, _NOT_CHECKED)]
+    unchanged: str | None = None  # an unchanged subtree being walked (see _rule_errors)
     for node, value, old_value, at in _nodes(schema, obj, old, path):
+        if unchanged is not None and _within(at, unchanged):
+            if old_value is None:
+                continue  # unchanged with its ancestor, though not correlated to an old item
+        else:
+            unchanged = at if old_value is not None and value == old_value else None
         for s in (node, *node.get("allOf", ())):
             errors += _rule_errors(s, value, old_value, at)
     return errors
+
+
+def _within(path: str, ancestor: str) -> bool:
+    return not ancestor or path == ancestor or path.startswith((f"{ancestor}.", f"{ancestor}["))
 
 
 def apply_defaults(schema: Schema, obj: Any) -> Any:
@@ -210,7 +222,7 @@ def _string_errors(s: Schema, value: str, path: str) -> list[FieldError]:
     if "pattern" in s:
         pattern = s["pattern"]
         try:
-            matched = re.search(pattern, value) is not None
+            matched = re.search(_go_anchors(pattern), value) is not None
         except re.error as exc:
             matched, pattern = False, f"{pattern}, but pattern is invalid: {exc}"
         if not matched:
@@ -219,6 +231,29 @@ def _string_errors(s: Schema, value: str, path: str) -> list[FieldError]:
         must = f"{at} must be of type date-time: {_json(value)}"
         return [_error(TYPE_INVALID, path, value, must)]
     return []
+
+
+@functools.lru_cache(maxsize=256)
+def _go_anchors(pattern: str) -> str:
+    """``pattern`` with RE2's ``$`` (kube-apiserver's regexp): the end of the text only,
+    where Python's ``$`` also matches before a final newline ("5m\\n" would pass)."""
+    out: list[str] = []
+    i, in_class = 0, False
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        if char == "[" and not in_class:
+            in_class = True
+        elif char == "]" and in_class:
+            in_class = False
+        elif char == "$" and not in_class:
+            char = r"\Z"
+        out.append(char)
+        i += 1
+    return "".join(out)
 
 
 def _number_errors(s: Schema, value: float, path: str) -> list[FieldError]:
@@ -417,13 +452,22 @@ def _cel_value(s: Schema, value: Any) -> Any:
         items = s.get("items")
         return [_cel_value(items if isinstance(items, Mapping) else {}, v) for v in value]
     kind, wanted = _KINDS.get(type(value), "object"), s.get("type")
+    if kind == "integer" and not _INT64_MIN <= value <= _INT64_MAX:
+        return _float(value)  # Go's JSON decoder makes a float64 of what int64 cannot hold
     if wanted == "number" and kind in ("integer", "number"):
         return float(value)
     if wanted == "integer" and kind == "number" and value.is_integer():
-        return int(value)
+        return int(value) if _INT64_MIN <= value <= _INT64_MAX else value
     if wanted == "string" and s.get("format") == "date-time" and kind == "string":
         return _parse_date_time(value) or value
     return value
+
+
+def _float(value: int) -> float:
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 def _rule_errors(s: Schema, value: Any, old: Any, path: str) -> list[FieldError]:
@@ -432,10 +476,18 @@ def _rule_errors(s: Schema, value: Any, old: Any, path: str) -> list[FieldError]
     errors = []
     kind = s.get("type", "")
     shown = _OMIT if kind in ("object", "array") else value
+    rules = s.get("x-kubernetes-validations", ())
+    if old is not None and value == old:
+        # Ratcheting (kube-apiserver's CRDValidationRatcheting, on since 1.30): an update
+        # keeps no error of a rule without oldSelf on a value it left unchanged, so only
+        # transition rules need to run there.
+        rules = [rule for rule in rules if _OLD_SELF.search(rule["rule"])]
+    if not rules:
+        return []
     activation: dict[str, Any] = {"self": json_to_cel(_cel_value(s, value))}
     if old is not None:
         activation["oldSelf"] = json_to_cel(_cel_value(s, old))
-    for rule in s.get("x-kubernetes-validations", ()):
+    for rule in rules:
         if old is None and _OLD_SELF.search(rule["rule"]):
             continue  # a transition rule needs an old value at the same place
         label = (rule.get("message") or rule["rule"]).strip()

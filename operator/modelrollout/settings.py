@@ -11,9 +11,11 @@ PREFIX = "MODELROLLOUT_"
 
 @dataclass(frozen=True)
 class Settings:
-    #: How often the driving timer wakes each rollout; each rollout's own
-    #: intervals are enforced in the core from status, not by this timer.
+    #: The longest a rollout goes without a pass: each pass runs when the core says the
+    #: rollout is next due (a pause's end, an analysis interval), or after this at the latest.
     timer_seconds: float = 5.0
+    #: Kubernetes API calls in flight at once (the client blocks a thread per call).
+    api_threads: int = 32
     #: Namespaces to watch; empty = the whole cluster.
     namespaces: tuple[str, ...] = ()
     #: ``mlflow`` (the default) or ``static:<storage-base>`` (no registry server).
@@ -29,12 +31,22 @@ class Settings:
     #: ``static:<file>``: metric values from a JSON file instead of Prometheus.
     metrics: str = ""
     query_timeout_seconds: float = 10.0
+    #: How long one Kubernetes API call may take before the operator gives up on it and
+    #: retries: a request the API server (or a proxy on the way) never answers must not
+    #: stall a rollout. Watches are long by design; kopf drops one after 70 s of silence.
+    kube_request_timeout_seconds: float = 30.0
     git_cache: Path = Path("/tmp/modelrollout-git")
     #: Allow ``file://`` repositories (the sandbox and tests); off on a cluster.
     git_allow_file: bool = False
     #: ``host:port`` for the git push webhook; unset: no webhook (polling only).
     webhook_address: str | None = None
     webhook_secret: str | None = None
+    #: The webhook's limits (gitsource.webhook.Limits): requests a second and burst per peer
+    #: address, requests in progress at once, seconds for the headers and for the body.
+    webhook_rate_per_second: float = 5.0
+    webhook_burst: int = 50
+    webhook_max_concurrent: int = 8
+    webhook_timeout_seconds: float = 10.0
     log_level: str = "INFO"
     liveness_endpoint: str | None = None
     #: ``host:port`` for /metrics, /healthz and /readyz; unset: no such server.
@@ -72,6 +84,7 @@ def from_env(environ: dict[str, str] | None = None) -> Settings:
     namespaces = tuple(n.strip() for n in (get("NAMESPACES") or "").split(",") if n.strip())
     return Settings(
         timer_seconds=float(get("TIMER_SECONDS") or Settings.timer_seconds),
+        api_threads=int(get("API_THREADS") or Settings.api_threads),
         namespaces=namespaces,
         registry=get("REGISTRY") or Settings.registry,
         mlflow_tracking_uri=get("MLFLOW_TRACKING_URI") or env.get("MLFLOW_TRACKING_URI") or None,
@@ -81,10 +94,23 @@ def from_env(environ: dict[str, str] | None = None) -> Settings:
         prometheus_url=get("PROMETHEUS_URL"),
         metrics=get("METRICS") or "",
         query_timeout_seconds=float(get("QUERY_TIMEOUT_SECONDS") or 10.0),
+        kube_request_timeout_seconds=float(
+            get("KUBE_REQUEST_TIMEOUT_SECONDS") or Settings.kube_request_timeout_seconds
+        ),
         git_cache=path("GIT_CACHE") or Settings.git_cache,
         git_allow_file=get("GIT_ALLOW_FILE") in ("1", "true", "yes"),
         webhook_address=get("WEBHOOK_ADDRESS"),
         webhook_secret=get("WEBHOOK_SECRET"),
+        webhook_rate_per_second=float(
+            get("WEBHOOK_RATE_PER_SECOND") or Settings.webhook_rate_per_second
+        ),
+        webhook_burst=int(get("WEBHOOK_BURST") or Settings.webhook_burst),
+        webhook_max_concurrent=int(
+            get("WEBHOOK_MAX_CONCURRENT") or Settings.webhook_max_concurrent
+        ),
+        webhook_timeout_seconds=float(
+            get("WEBHOOK_TIMEOUT_SECONDS") or Settings.webhook_timeout_seconds
+        ),
         log_level=get("LOG_LEVEL") or "INFO",
         liveness_endpoint=get("LIVENESS_ENDPOINT"),
         metrics_address=get("METRICS_ADDRESS"),

@@ -8,6 +8,7 @@ or a traffic change.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from modelrollout import analysis, durations
@@ -23,6 +24,11 @@ from modelrollout.clock import seconds_since
 
 #: The largest false-rollback budget a rollout may set (as the CRD bounds it).
 MAX_ALPHA = 0.5
+#: ``spec.model.uri`` as the CRD's rule reads it (RE2: ``$`` is the end of the text).
+MODEL_URI = re.compile(r"models:/[^/@]+(/[0-9]+|@[A-Za-z0-9_-]+)")
+#: A Kubernetes object name (DNS-1123 subdomain), as an InferenceService's name must be.
+KUBERNETES_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+MAX_NAME = 253
 
 
 def problems(spec: ModelRolloutSpec) -> list[str]:
@@ -31,8 +37,14 @@ def problems(spec: ModelRolloutSpec) -> list[str]:
     model = spec.model
     if (model.uri is None) == (model.git is None):
         found.append("spec.model: set exactly one of uri and git")
-    if model.uri is not None and not model.uri.startswith("models:/"):
+    if model.uri is not None and not MODEL_URI.fullmatch(model.uri):
         found.append(f"spec.model.uri: {model.uri!r} is not an MLflow registry URI (models:/…)")
+    name = spec.target.inference_service
+    if len(name) > MAX_NAME or not KUBERNETES_NAME.fullmatch(name):
+        found.append(
+            f"spec.target.inferenceService: {_shown(name)} is not a Kubernetes name "
+            "(lowercase letters, digits, '-' and '.')"
+        )
     found += _duration_problems(spec)
     alpha = spec.strategy.analysis.alpha if spec.strategy.analysis else None
     if alpha is not None and not 0 < alpha <= MAX_ALPHA:
@@ -72,6 +84,12 @@ def problems(spec: ModelRolloutSpec) -> list[str]:
     if spec.progress_deadline_seconds < 1:
         found.append("spec.progressDeadlineSeconds: must be at least 1")
     return found
+
+
+def _shown(value: str, limit: int = 80) -> str:
+    """``value`` for a message: quoted, escaped, and cut short if long."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _judge_settings_problems(where: str, metric: MetricSpec) -> list[str]:

@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import json
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,8 +21,9 @@ from modelrollout.clock import SystemClock
 from modelrollout.engine import MetricsFactory, Ports, RegistryFactory
 from modelrollout.errors import MetricsError, RegistryError
 from modelrollout.gitsource.git import GitRepositorySource
-from modelrollout.gitsource.webhook import WebhookServer
+from modelrollout.gitsource.webhook import Limits, WebhookServer
 from modelrollout.kube.secrets import KubeSecrets
+from modelrollout.kube.status import KubeStatusWriter
 from modelrollout.metrics.base import VectorProvider
 from modelrollout.metrics.kube_templates import KubeTemplates
 from modelrollout.metrics.prometheus import PrometheusProvider
@@ -54,12 +56,16 @@ from modelrollout.telemetry import (
 NETWORK_PROTOCOLS = ("https", "ssh", "git", "http")
 
 
-def kube_client() -> client.ApiClient:
+def kube_client(connections: int | None = None) -> client.ApiClient:
+    """A client of the cluster; ``connections``: how many it keeps open to the API server."""
     try:
         config.load_incluster_config()
     except config.ConfigException:
         config.load_kube_config()
-    api_client = client.ApiClient()
+    configuration = client.Configuration.get_default_copy()
+    if connections is not None:
+        configuration.connection_pool_maxsize = connections
+    api_client = client.ApiClient(configuration)
     api_client.user_agent = f"modelrollout/{__version__}"
     return api_client
 
@@ -137,28 +143,50 @@ def webhook(settings: Settings, git: GitRepositorySource) -> WebhookServer | Non
     def on_push(repository: str, ref: str) -> None:
         git.invalidate(repository)
 
+    limits = Limits(
+        rate_per_second=settings.webhook_rate_per_second,
+        burst=settings.webhook_burst,
+        max_concurrent=settings.webhook_max_concurrent,
+        timeout_seconds=settings.webhook_timeout_seconds,
+    )
     return WebhookServer(
         settings.webhook_secret,
         on_push,
         host=host or "0.0.0.0",
         port=int(port),
+        limits=limits,
     )
 
 
 def ports(settings: Settings, git: GitRepositorySource) -> Ports:
-    api_client = kube_client()
+    api_client = kube_client(settings.api_threads)
+    timeout = settings.kube_request_timeout_seconds
     return Ports(
         routers={
-            api.Router.KSERVE_SERVERLESS: ServerlessRouter(api_client),
-            api.Router.KSERVE_RAW: RawRouter(api_client),
+            api.Router.KSERVE_SERVERLESS: ServerlessRouter(api_client, request_timeout=timeout),
+            api.Router.KSERVE_RAW: RawRouter(api_client, request_timeout=timeout),
         },
         registry=registries(settings),
         metrics=providers(settings),
         git=git,
-        secrets=KubeSecrets(api_client),
-        templates=KubeTemplates(api_client),
+        secrets=KubeSecrets(api_client, request_timeout=timeout),
+        templates=KubeTemplates(api_client, request_timeout=timeout),
         query_timeout_seconds=settings.query_timeout_seconds,
     )
+
+
+def status_writer(settings: Settings) -> KubeStatusWriter:
+    """Status writes for the passes kopf does not patch (the scheduled ones)."""
+    return KubeStatusWriter(
+        kube_client(settings.api_threads), request_timeout=settings.kube_request_timeout_seconds
+    )
+
+
+def api_threads(settings: Settings) -> ThreadPoolExecutor:
+    """The threads the blocking Kubernetes client's calls run in (``asyncio.to_thread``):
+    one per call in flight. asyncio's default is a handful on a small machine, which with
+    hundreds of rollouts queues every pass behind other passes' calls."""
+    return ThreadPoolExecutor(settings.api_threads, thread_name_prefix="kube-api")
 
 
 def telemetry_server(settings: Settings, telemetry: Telemetry) -> TelemetryServer | None:

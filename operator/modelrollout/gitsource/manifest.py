@@ -156,7 +156,7 @@ def _model_uri(value: Any) -> str:
         raise ManifestError(f"{MODEL_URI_KEY} must be a string, not {_kind(value)}")
     if len(value) > MAX_URI_CHARS:
         raise ManifestError(f"{MODEL_URI_KEY} is longer than {MAX_URI_CHARS} characters")
-    if not MODEL_URI.match(value):
+    if not MODEL_URI.fullmatch(value):
         raise ManifestError(
             f"{MODEL_URI_KEY} {_show(value)} is not an MLflow registry URI: "
             "use models:/<name>/<version> or models:/<name>@<alias>"

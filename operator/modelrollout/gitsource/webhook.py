@@ -7,6 +7,12 @@
   the body with the shared secret; or GitLab's ``X-Gitlab-Token: <secret>``. Comparisons use
   :func:`hmac.compare_digest`. Missing or wrong: 401.
 - the body is read up to ``max_body_bytes`` (413 above, without reading further);
+- limits for a public endpoint (:class:`Limits`), checked before the body is read: a token
+  bucket per peer address (429 with ``Retry-After``; the buckets of at most ``max_peers``
+  peers are kept, least recently seen dropped first, so memory is bounded), at most
+  ``max_concurrent`` requests in progress (503 with ``Retry-After``), a deadline for the
+  request line and headers (the connection is closed) and for the body (408), and caps on
+  the request line, each header and the number of headers (400, from aiohttp's parser);
 - JSON (``application/json``) or GitHub's form encoding (``payload=<json>``); the repository
   URLs (``repository.clone_url``/``ssh_url``/``html_url``, GitLab's ``project.git_http_url``
   …) and ``ref`` are taken from it: anything unreadable is a 400;
@@ -21,12 +27,17 @@ an early fetch. ``GET /healthz`` answers 200. The secret never reaches a log lin
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import inspect
 import json
 import logging
+import math
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -41,6 +52,61 @@ HEALTH_PATH = "/healthz"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
 PushCallback = Callable[[str, str], Awaitable[None] | None]
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one peer, and all peers together, may ask of the webhook."""
+
+    #: Requests a second each peer address may sustain, and the burst it may send at once.
+    rate_per_second: float = 5.0
+    burst: int = 50
+    #: Peers whose buckets are remembered (least recently seen dropped first).
+    max_peers: int = 1024
+    #: Requests in progress at once, over all peers.
+    max_concurrent: int = 8
+    #: Seconds a client has to send its request line and headers, and then its body.
+    timeout_seconds: float = 10.0
+    #: Bytes of the request line and of each header; number of headers.
+    max_header_bytes: int = 8190
+    max_headers: int = 64
+
+    def __post_init__(self) -> None:
+        if not (self.rate_per_second > 0 and self.burst >= 1 and self.max_peers >= 1):
+            raise ValueError("webhook rate limit: rate, burst and max_peers must be positive")
+        if not (self.max_concurrent >= 1 and self.timeout_seconds > 0):
+            raise ValueError("webhook limits: max_concurrent and timeout must be positive")
+        if self.max_header_bytes < 256 or self.max_headers < 8:
+            raise ValueError("webhook limits: header caps below 256 bytes or 8 headers")
+
+
+class PeerRateLimiter:
+    """A token bucket per peer: ``burst`` tokens, refilled at ``rate_per_second``."""
+
+    def __init__(self, limits: Limits, clock: Clock = time.monotonic) -> None:
+        self._rate = limits.rate_per_second
+        self._burst = float(limits.burst)
+        self._max_peers = limits.max_peers
+        self._clock = clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def take(self, peer: str) -> float | None:
+        """None if ``peer`` may go on (one token spent); else seconds until it may."""
+        now = self._clock()
+        tokens, then = self._buckets.pop(peer, (self._burst, now))
+        tokens = min(self._burst, tokens + (now - then) * self._rate)
+        allowed = tokens >= 1.0
+        if allowed:
+            tokens -= 1.0
+        self._buckets[peer] = (tokens, now)
+        while len(self._buckets) > self._max_peers:
+            self._buckets.popitem(last=False)
+        return None if allowed else (1.0 - tokens) / self._rate
+
 
 _EVENT_HEADERS = ("X-GitHub-Event", "X-Gitea-Event", "X-Gogs-Event", "X-Gitlab-Event")
 _PUSH_EVENTS = frozenset({"push", "push hook", "tag push hook"})
@@ -59,12 +125,15 @@ def create_app(
     on_push: PushCallback,
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    limits: Limits | None = None,
+    clock: Clock = time.monotonic,
 ) -> web.Application:
-    """The aiohttp application; ``secret`` is the webhook's shared secret (never empty)."""
+    """The aiohttp application; ``secret`` is the webhook's shared secret (never empty).
+    The header deadline and caps are the server's business (:class:`WebhookServer`)."""
     key = secret.encode() if isinstance(secret, str) else secret
     if not key:
         raise ValueError("the webhook secret must not be empty")
-    receiver = _Receiver(key, on_push, max_body_bytes)
+    receiver = _Receiver(key, on_push, max_body_bytes, limits or Limits(), clock)
     app = web.Application()
     app.router.add_post(HOOK_PATH, receiver.handle)
     app.router.add_get(HEALTH_PATH, _healthz)
@@ -82,8 +151,13 @@ class WebhookServer:
         host: str = "127.0.0.1",
         port: int = 0,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        limits: Limits | None = None,
+        clock: Clock = time.monotonic,
     ) -> None:
-        self._app = create_app(secret, on_push, max_body_bytes=max_body_bytes)
+        self._limits = limits or Limits()
+        self._app = create_app(
+            secret, on_push, max_body_bytes=max_body_bytes, limits=self._limits, clock=clock
+        )
         self._host = host
         self._port = port
         self._runner: web.AppRunner | None = None
@@ -96,11 +170,25 @@ class WebhookServer:
         return self._bound
 
     @property
+    def limits(self) -> Limits:
+        return self._limits
+
+    @property
     def url(self) -> str:
         return f"http://{self._host}:{self.port}{HOOK_PATH}"
 
     async def start(self) -> None:
-        runner = web.AppRunner(self._app, access_log=None)
+        limits = self._limits
+        # A connection that has not sent a whole request line and headers when the keep-alive
+        # deadline passes is closed: that bounds slow clients (slowloris) too.
+        runner = web.AppRunner(
+            self._app,
+            access_log=None,
+            keepalive_timeout=limits.timeout_seconds,
+            max_line_size=limits.max_header_bytes,
+            max_field_size=limits.max_header_bytes,
+            max_headers=limits.max_headers,
+        )
         await runner.setup()
         site = web.TCPSite(runner, self._host, self._port)
         await site.start()
@@ -123,14 +211,38 @@ class WebhookServer:
 
 
 class _Receiver:
-    def __init__(self, key: bytes, on_push: PushCallback, max_body_bytes: int) -> None:
+    def __init__(
+        self, key: bytes, on_push: PushCallback, max_body_bytes: int, limits: Limits, clock: Clock
+    ) -> None:
         self._key = key
         self._on_push = on_push
         self._max_body = max_body_bytes
+        self._limits = limits
+        self._rate = PeerRateLimiter(limits, clock)
+        self._in_progress = 0
 
     async def handle(self, request: web.Request) -> web.Response:
         peer = request.remote or "unknown"
-        body = await _read_at_most(request, self._max_body)
+        wait = self._rate.take(peer)
+        if wait is not None:
+            log.warning("git webhook from %s: over the rate limit", peer)
+            return _answer(429, "too many requests", retry_after=wait)
+        if self._in_progress >= self._limits.max_concurrent:
+            log.warning("git webhook from %s: %d requests in progress", peer, self._in_progress)
+            return _answer(503, "too many requests in progress", retry_after=1.0)
+        self._in_progress += 1
+        try:
+            return await self._handle(request, peer)
+        finally:
+            self._in_progress -= 1
+
+    async def _handle(self, request: web.Request, peer: str) -> web.Response:
+        try:
+            async with asyncio.timeout(self._limits.timeout_seconds):
+                body = await _read_at_most(request, self._max_body)
+        except TimeoutError:
+            log.warning("git webhook from %s: body not received in time", peer)
+            return _answer(408, "the body did not arrive in time")
         if body is None:
             log.warning("git webhook from %s: body above %d bytes", peer, self._max_body)
             return _answer(413, f"body above {self._max_body} bytes")
@@ -224,8 +336,12 @@ async def _read_at_most(request: web.Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def _answer(status: int, message: str, **extra: Any) -> web.Response:
-    return web.json_response({"status": status, "message": message, **extra}, status=status)
+def _answer(
+    status: int, message: str, retry_after: float | None = None, **extra: Any
+) -> web.Response:
+    headers = {} if retry_after is None else {"Retry-After": str(max(1, math.ceil(retry_after)))}
+    body = {"status": status, "message": message, **extra}
+    return web.json_response(body, status=status, headers=headers)
 
 
 async def _healthz(_: web.Request) -> web.Response:

@@ -1,10 +1,14 @@
 """The threshold judge: an absolute range per measurement, as Flagger and Argo do.
 
 PASS inside ``thresholdRange`` (bounds inclusive), FAIL outside it; errors and
-no data are never a PASS (see :func:`without_value`).
+no data are never a PASS (see :func:`without_value`). An infinite value (PromQL's ``x/0``)
+FAILs a bound on its side and is otherwise no evidence at all: +Inf "success rate" is a
+division by zero, not a perfect canary.
 """
 
 from __future__ import annotations
+
+import math
 
 from modelrollout.api import MetricSpec, MetricStatus, Verdict
 from modelrollout.decision import Measurement
@@ -24,6 +28,13 @@ class ThresholdJudge:
         low = bounds.min if bounds else None
         high = bounds.max if bounds else None
         evidence = dict(measurement.evidence)
+        if math.isinf(value) and (high if value > 0 else low) is None:
+            return Judgement(
+                Verdict.INCONCLUSIVE,
+                None,
+                f"no data: the query returned {value:+g}, which no bound on that side can judge",
+                evidence,
+            )
         if low is not None and value < low:
             return Judgement(
                 Verdict.FAIL, value, f"{value:g} is below the minimum {low:g}", evidence

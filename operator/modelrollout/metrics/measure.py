@@ -47,7 +47,12 @@ async def measure_metric(
     """
     settings = template.provider.prometheus if template else None
     provider = provider_for(settings)
-    timeout = durations.parse(settings.timeout) if settings else timeout_seconds
+    try:
+        timeout = durations.parse(settings.timeout) if settings else timeout_seconds
+    except ValueError as error:
+        raise TemplateError(
+            f"metric {metric.name!r}: provider.prometheus.timeout: {error}"
+        ) from None
     try:
         if metric.judge == api.Judge.THRESHOLD:
             query = templates.render(_scalar_query(metric, template), variables)
@@ -70,6 +75,13 @@ def _scalar_query(metric: api.MetricSpec, template: api.MetricTemplateSpec | Non
     if query is None:
         raise TemplateError(
             f"metric {metric.name!r}: its MetricTemplate has no query for the threshold judge"
+        )
+    if any(m[1] == templates.REVISION for m in templates.PLACEHOLDER.finditer(query)):
+        # Not a revision KServe has yet to name: it never has a value here, so say so.
+        raise TemplateError(
+            f"metric {metric.name!r}: {{{{ {templates.REVISION} }}}} is only set in count "
+            f"queries; use {{{{ {templates.CANARY_REVISION} }}}} or "
+            f"{{{{ {templates.STABLE_REVISION} }}}}"
         )
     return query
 

@@ -230,7 +230,7 @@ _FORMS = "use models:/<name>/<version> or models:/<name>@<alias>"
 
 
 def parse_model_uri(uri: str) -> ModelUri:
-    match = _MODEL_URI.match(uri)
+    match = _MODEL_URI.fullmatch(uri)
     if match is None:
         raise InvalidModelUriError(f"{uri!r} is not a registry model URI: {_FORMS}")
     name, ref, alias = match["name"], match["ref"], match["alias"]

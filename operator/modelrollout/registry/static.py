@@ -30,7 +30,7 @@ class StaticRegistry:
         self.journal = journal
 
     async def resolve(self, uri: str) -> ModelVersionRef:
-        match = _URI.match(uri)
+        match = _URI.fullmatch(uri)
         if match is None:
             raise RegistryError(
                 f"{uri!r} is not models:/<name>/<version> or models:/<name>@<alias>"

@@ -132,11 +132,14 @@ class InferenceServices:
 
     Patches go out as ``application/merge-patch+json``: the sync client picks that for a dict
     body anyway, and saying it keeps a later client's default from turning them into JSON
-    patches. Failures other than 404 become :class:`RouterError`.
+    patches. Failures other than 404 become :class:`RouterError`, and so does a call with no
+    answer within ``request_timeout`` seconds (without one, a request the server never answers
+    would hold the rollout's pass forever).
     """
 
-    def __init__(self, api_client: client.ApiClient) -> None:
+    def __init__(self, api_client: client.ApiClient, *, request_timeout: float = 30.0) -> None:
         self._api = client.CustomObjectsApi(api_client)
+        self._timeout = request_timeout
 
     async def get(self, namespace: str, name: str) -> Obj | None:
         try:
@@ -174,7 +177,9 @@ class InferenceServices:
 
     async def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Obj:
         try:
-            result = await asyncio.to_thread(method, *args, **kwargs)
+            result = await asyncio.to_thread(
+                method, *args, _request_timeout=self._timeout, **kwargs
+            )
         except urllib3.exceptions.HTTPError as error:
             raise RouterError(f"the Kubernetes API cannot be reached: {error}") from error
         if not isinstance(result, dict):
@@ -211,8 +216,8 @@ class KServeRouter:
 
     dialect: ClassVar[Dialect]
 
-    def __init__(self, api_client: client.ApiClient) -> None:
-        self._isvcs = InferenceServices(api_client)
+    def __init__(self, api_client: client.ApiClient, *, request_timeout: float = 30.0) -> None:
+        self._isvcs = InferenceServices(api_client, request_timeout=request_timeout)
 
     async def observe(self, target: RouteTarget) -> RouteObservation | None:
         obj = await self._isvcs.get(target.namespace, target.inference_service)

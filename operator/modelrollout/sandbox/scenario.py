@@ -28,6 +28,10 @@ from modelrollout.sandbox.up import SandboxError, read_state, write_load
 T = TypeVar("T")
 GIT_AUTHOR = ["-c", "user.name=Sandbox Release", "-c", "user.email=release@sandbox.invalid"]
 KSERVE = ("serving.kserve.io", "v1beta1", "inferenceservices")
+#: The keys of the credentials Secret (:meth:`Sandbox.credentials`): MLflow's own variable
+#: name for the registry, and one the MetricTemplates' ``secretRef.key`` names.
+MLFLOW_TOKEN_KEY = "MLFLOW_TRACKING_TOKEN"
+PROMETHEUS_TOKEN_KEY = "prometheus-token"
 
 # The queries of deploy/examples' templates, pointed at the sandbox's Prometheus; each has the
 # counts the sequential and drift judges need.
@@ -38,9 +42,12 @@ def _series(metric: str, arm: str, extra: str = "") -> str:
     return f'{metric}{{namespace_name="{{{{ namespace }}}}", revision_name="{arm}"{extra}}}'
 
 
-def metric_templates(prometheus: str) -> dict[str, dict[str, Any]]:
-    """success-rate, latency-p99 and prediction-histogram specs for a Prometheus address."""
-    provider = {"prometheus": {"address": prometheus, "timeout": "5s"}}
+def metric_templates(prometheus: str, secret: str | None = None) -> dict[str, dict[str, Any]]:
+    """success-rate, latency-p99 and prediction-histogram specs for a Prometheus address;
+    with ``secret``, the bearer token is read from that Secret."""
+    provider: dict[str, Any] = {"prometheus": {"address": prometheus, "timeout": "5s"}}
+    if secret:
+        provider["prometheus"]["secretRef"] = {"name": secret, "key": PROMETHEUS_TOKEN_KEY}
     requests, latency = "revision_app_request_count", "revision_app_request_latencies_bucket"
     predictions = "modelrollout_prediction_value_bucket"
     good = _series(requests, CANARY, ', response_code_class!="5xx"')
@@ -105,10 +112,13 @@ def canary_spec(
     interval: str = "2s",
     inconclusive_limit: int = 3,
     progress_deadline_seconds: int = 120,
+    registry_secret: str | None = None,
 ) -> dict[str, Any]:
     """A git-sourced ModelRollout spec for the sandbox: the model from ``path`` in the
     sandbox's repository, checked every ``interval``, gated on ``validation_status``,
-    MLflow's ``champion`` alias moved on promotion."""
+    MLflow's ``champion`` alias moved on promotion; with ``registry_secret``, MLflow's
+    credentials come from that Secret."""
+    secret_ref = {"secretRef": {"name": registry_secret}} if registry_secret else {}
     return {
         "model": {"git": {"repository": git_url, "ref": "main", "path": path, "interval": "10s"}},
         "target": {
@@ -116,6 +126,7 @@ def canary_spec(
             "predictor": {"model": {"modelFormat": {"name": "sklearn"}}},
         },
         "registry": {
+            **secret_ref,
             "gates": {"requiredTags": {"validation_status": "approved"}},
             "writeBack": {"alias": "champion"},
         },
@@ -171,8 +182,26 @@ class Sandbox:
             if error.status != 409:
                 raise
 
-    def apply_templates(self, namespace: str) -> None:
-        for name, spec in metric_templates(self.urls["prometheus"]).items():
+    def credentials(
+        self, namespace: str, name: str, *, mlflow_token: str, prometheus_token: str
+    ) -> None:
+        """A Secret with an MLflow and a Prometheus token, for :func:`canary_spec`'s
+        ``registry_secret`` and :meth:`apply_templates`' ``secret`` (the sandbox's MLflow and
+        Prometheus take requests without one, and ignore it)."""
+        body = {
+            "metadata": {"name": name, "namespace": namespace},
+            "type": "Opaque",
+            "stringData": {MLFLOW_TOKEN_KEY: mlflow_token, PROMETHEUS_TOKEN_KEY: prometheus_token},
+        }
+        try:
+            self.core.create_namespaced_secret(namespace, body)
+        except ApiException as error:
+            if error.status != 409:
+                raise
+            self.core.replace_namespaced_secret(name, namespace, body)
+
+    def apply_templates(self, namespace: str, secret: str | None = None) -> None:
+        for name, spec in metric_templates(self.urls["prometheus"], secret).items():
             body = {
                 "apiVersion": api.API_VERSION,
                 "kind": "MetricTemplate",

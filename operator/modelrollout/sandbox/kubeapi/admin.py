@@ -1,5 +1,11 @@
 """The emulator's own endpoints (not Kubernetes), under ``/_emulator/``: an audit ring of the API
 calls served and injected faults that answer the next matching calls with an error.
+
+A fault answers with its ``code`` after ``delaySeconds``, except two kinds kube-apiserver's
+clients meet on a real network: :data:`NO_ANSWER` holds the request for ``delaySeconds`` and
+then drops the connection without a byte of answer (the client sees its own timeout, or a
+reset), and 410 on a watch streams one ``ERROR 410 Expired`` event, as kube does when the
+resourceVersion the client resumes from is too old.
 """
 
 from __future__ import annotations
@@ -12,7 +18,9 @@ from modelrollout.sandbox.kubeapi import errors
 
 JSON = dict[str, Any]
 
-FAULT_CODES = (409, 429, 500, 504)
+#: A fault "code" that means: hold the request, then drop the connection without answering.
+NO_ANSWER = 0
+FAULT_CODES = (NO_ANSWER, 409, 410, 429, 500, 504)
 
 
 @dataclass(frozen=True)
@@ -52,10 +60,14 @@ class Fault:
     name: str | None = None
     delay_seconds: float = 0.0
     retry_after_seconds: int = 1
+    #: Only calls whose User-Agent starts with this (one client among several).
+    user_agent: str | None = None
 
     def matches(self, call: Call) -> bool:
         wanted = (self.verb, self.group, self.resource)
         if wanted != (call.verb, call.group, call.resource):
+            return False
+        if self.user_agent is not None and not call.user_agent.startswith(self.user_agent):
             return False
         return all(
             expected is None or expected == actual
@@ -73,6 +85,8 @@ class Fault:
             return errors.too_many_requests(self.retry_after_seconds)
         if self.code == 504:
             return errors.timeout()
+        if self.code == 410:
+            return errors.expired("injected fault: too old resource version")
         return errors.internal_error("injected fault")
 
 
@@ -97,6 +111,7 @@ class Faults:
                 name=spec.get("name"),
                 delay_seconds=float(spec.get("delaySeconds", 0)),
                 retry_after_seconds=int(spec.get("retryAfterSeconds", 1)),
+                user_agent=spec.get("userAgent"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise errors.bad_request(f"a fault needs verb, resource and code: {exc}") from exc
@@ -122,7 +137,7 @@ class Faults:
 
 
 class Audit:
-    """The last ``limit`` API calls with their HTTP status codes."""
+    """The last ``limit`` API calls with their HTTP status codes (0: dropped unanswered)."""
 
     def __init__(self, limit: int = 50_000) -> None:
         self.entries: deque[JSON] = deque(maxlen=limit)

@@ -19,11 +19,11 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from modelrollout.sandbox.kubeapi import discovery, errors, openapi, protobuf, routes, table
-from modelrollout.sandbox.kubeapi.admin import Audit, Call, Faults
+from modelrollout.sandbox.kubeapi.admin import NO_ANSWER, Audit, Call, Fault, Faults
 from modelrollout.sandbox.kubeapi.objects import PATCH_TYPES, Cluster, Outcome
 from modelrollout.sandbox.kubeapi.resources import Resource
 from modelrollout.sandbox.kubeapi.selectors import from_query
-from modelrollout.sandbox.kubeapi.watch import Stream, WatchRequest, parse_since
+from modelrollout.sandbox.kubeapi.watch import Stream, WatchRequest, expired_line, parse_since
 
 JSON = dict[str, Any]
 log = logging.getLogger(__name__)
@@ -65,6 +65,8 @@ class ApiHandler(kmock.RawHandler):
         self.faults = Faults()
         self.bookmark_interval = bookmark_interval
         self.closing = False
+        #: Watch streams being served, with the call that opened each (to cut them).
+        self.open_watches: dict[Stream, Call] = {}
 
     @property
     def request_log_size(self) -> int:
@@ -104,23 +106,51 @@ class ApiHandler(kmock.RawHandler):
         )
         fault = self.faults.take(call)
         if fault is not None:
-            if fault.delay_seconds:
-                await asyncio.sleep(fault.delay_seconds)
-            failure = fault.error(call)
-            self.audit.record(call, failure.code)
-            return _error(failure)
+            return await self._fail(raw, call, fault)
         if call.verb == "watch":
             # A watch lasts until the client goes away, which may be a kill:
             # record it when it starts (and again if it is refused).
             self.audit.record(call, 200)
         try:
-            response = await self._resource(raw, route, call.verb, query, body)
+            response = await self._resource(raw, route, call, query, body)
         except errors.ApiError as exc:
             self.audit.record(call, exc.code)
             raise
         if call.verb != "watch":
             self.audit.record(call, response.status)
         return response
+
+    async def _fail(self, raw: web.BaseRequest, call: Call, fault: Fault) -> web.StreamResponse:
+        if fault.code == NO_ANSWER:
+            # Recorded when taken: a client that gives up first must still see it counted.
+            self.audit.record(call, NO_ANSWER)
+            await asyncio.sleep(fault.delay_seconds)
+            if raw.transport is not None:
+                raw.transport.abort()
+            # Nothing reaches the client: aiohttp finds the transport closed and drops this.
+            return web.Response(status=500)
+        if fault.delay_seconds:
+            await asyncio.sleep(fault.delay_seconds)
+        failure = fault.error(call)
+        self.audit.record(call, failure.code)
+        if failure.code == 410 and call.verb == "watch":
+            # kube answers an expired watch with 200 and one ERROR event, not an HTTP error.
+            return web.Response(
+                body=expired_line(failure.status()), content_type="application/json"
+            )
+        return _error(failure)
+
+    def cut_watches(self, group: str | None, resource: str | None) -> int:
+        """Abort the connections of the open watch streams (of one resource, if named)."""
+        chosen = [
+            stream
+            for stream, call in self.open_watches.items()
+            if (group is None or call.group == group)
+            and (resource is None or call.resource == resource)
+        ]
+        for stream in chosen:
+            stream.cut()
+        return len(chosen)
 
     # Non-resource paths
 
@@ -197,6 +227,12 @@ class ApiHandler(kmock.RawHandler):
             return _response({"items": []})
         if path == "/_emulator/stats" and method == "GET":
             return _response(self.stats())
+        if path == "/_emulator/watches/cut" and method == "POST":
+            which = _decode(body, "") or {}
+            if not isinstance(which, dict):
+                raise errors.bad_request("name what to cut as {group, resource}, or send nothing")
+            cut = self.cut_watches(which.get("group"), which.get("resource"))
+            return _response({"cut": cut})
         raise errors.no_such_resource()
 
     def stats(self) -> JSON:
@@ -236,17 +272,18 @@ class ApiHandler(kmock.RawHandler):
         self,
         raw: web.BaseRequest,
         route: routes.Route,
-        verb: str,
+        call: Call,
         query: dict[str, str],
         body: bytes,
     ) -> web.StreamResponse:
+        verb = call.verb
         resource = self._target(route, verb)
         cluster = self.cluster
         accept = raw.headers.get("Accept", "")
         dry_run = raw.query.getall("dryRun", [])
         namespace = route.namespace
         if verb == "watch":
-            return await self._watch(raw, resource, namespace, route.name, query, accept)
+            return await self._watch(raw, call, resource, namespace, route.name, query, accept)
         if verb == "list":
             items = cluster.select(resource, namespace, from_query(query, resource))
             return self._listing(resource, items, accept, query)
@@ -339,6 +376,7 @@ class ApiHandler(kmock.RawHandler):
     async def _watch(
         self,
         raw: web.BaseRequest,
+        call: Call,
         resource: Resource,
         namespace: str | None,
         name: str | None,
@@ -377,12 +415,16 @@ class ApiHandler(kmock.RawHandler):
             request,
             lambda obj: self.cluster.show(resource, obj),
             self.bookmark_interval,
+            raw.transport,
         )
+        self.open_watches[stream] = call
         try:
             await stream.run(response.write)
             await response.write_eof()
-        except (ConnectionError, RuntimeError):  # the client went away mid-stream
+        except (ConnectionError, RuntimeError):  # the client went away mid-stream (or was cut)
             pass
+        finally:
+            self.open_watches.pop(stream, None)
         return response
 
 

@@ -135,8 +135,11 @@ class KubeApiProcess:
         name: str | None = None,
         delay_seconds: float = 0.0,
         retry_after_seconds: int = 1,
+        user_agent: str | None = None,
     ) -> None:
-        """Answer the next ``count`` matching calls with ``code`` (409, 429, 500 or 504)."""
+        """Answer the next ``count`` matching calls with ``code`` (409, 410, 429, 500 or 504)
+        after ``delay_seconds``; with code 0 (no answer), hold each for
+        ``delay_seconds`` and drop its connection unanswered, so the client times out."""
         spec: dict[str, Any] = {
             "verb": verb,
             "group": group,
@@ -146,13 +149,29 @@ class KubeApiProcess:
             "delaySeconds": delay_seconds,
             "retryAfterSeconds": retry_after_seconds,
         }
-        for key, value in (("subresource", subresource), ("namespace", namespace), ("name", name)):
+        for key, value in (
+            ("subresource", subresource),
+            ("namespace", namespace),
+            ("name", name),
+            ("userAgent", user_agent),
+        ):
             if value is not None:
                 spec[key] = value
         self._call("POST", "/_emulator/faults", spec)
 
     def clear_faults(self) -> None:
         self._call("DELETE", "/_emulator/faults")
+
+    def pending_faults(self) -> list[dict[str, Any]]:
+        """Injected faults not used up yet, with the count each has left."""
+        items: list[dict[str, Any]] = self._call("GET", "/_emulator/faults")["items"]
+        return items
+
+    def cut_watches(self, *, group: str | None = None, resource: str | None = None) -> int:
+        """Abort every open watch stream (of one resource, if named); how many were cut."""
+        which = {k: v for k, v in (("group", group), ("resource", resource)) if v is not None}
+        cut: int = self._call("POST", "/_emulator/watches/cut", which)["cut"]
+        return cut
 
     def stats(self) -> dict[str, Any]:
         found: dict[str, Any] = self._call("GET", "/_emulator/stats")

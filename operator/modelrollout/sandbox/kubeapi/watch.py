@@ -4,6 +4,8 @@ From resourceVersion "0" or none: ADDED for every object first. From a resourceV
 changes after it from the history, or a single ERROR 410 Expired when it is older than the
 history. Selectors apply to the object before and after each change, so an object that stops
 matching is DELETED for this watch and one that starts matching is ADDED, as in kube.
+A stream can be cut (its connection aborted mid-stream, no end-of-stream chunk), the way a
+load balancer or a restarting API server drops watches.
 """
 
 from __future__ import annotations
@@ -62,21 +64,31 @@ class Stream:
         request: WatchRequest,
         show: Callable[[JSON], JSON],
         bookmark_interval: float,
+        transport: asyncio.Transport | None = None,
     ) -> None:
         self.store = store
         self.request = request
         self.show = show
         self.bookmark_interval = bookmark_interval
+        self.transport = transport
         self._headers = True
+        scope = request.namespace if request.resource.namespaced else None
+        self._watcher = Watcher(request.resource.storage, scope)
+
+    def cut(self) -> None:
+        """Drop the connection now, mid-stream, and stop following changes."""
+        if self.transport is not None:
+            self.transport.abort()
+        self._watcher.close()
 
     async def run(self, write: Callable[[bytes], Awaitable[None]]) -> None:
         request = self.request
-        scope = request.namespace if request.resource.namespaced else None
-        watcher = Watcher(request.resource.storage, scope)
+        scope = self._watcher.namespace
+        watcher = self._watcher
         try:
             replay = self.store.subscribe(watcher, request.since)
         except errors.ApiError as exc:
-            await write(_line({"type": "ERROR", "object": exc.status()}))
+            await write(expired_line(exc.status()))
             return
         try:
             if request.since is None:
@@ -132,6 +144,11 @@ class Stream:
             "apiVersion": resource.api_version,
             "metadata": {"resourceVersion": str(self.store.revision), "creationTimestamp": None},
         }
+
+
+def expired_line(status: JSON) -> bytes:
+    """The one event of a watch that cannot resume: ``ERROR`` with a Status (410 Expired)."""
+    return _line({"type": "ERROR", "object": status})
 
 
 def _line(event: JSON) -> bytes:
