@@ -71,6 +71,7 @@ def operator(workdir: Path, kubeconfig: Path, **env: str) -> Process:
     settings = {
         "KUBECONFIG": str(kubeconfig),
         "MODELROLLOUT_TIMER_SECONDS": "0.5",
+        "MODELROLLOUT_RESYNC_SECONDS": "0.5",
         "MODELROLLOUT_REGISTRY": "static:s3://models",
         **env,
     }

@@ -12,18 +12,17 @@ calls the operator made here in tests/test_e2e_rbac.py.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client, config, watch
 
 from modelrollout import api
 from modelrollout.sandbox.kubeapi.testing import KubeApiProcess
 from processes import Kubectl, kserve_controller, operator, running, wait_for
+from recorders import SpecRecorder
 
 pytestmark = pytest.mark.e2e
 
@@ -78,43 +77,6 @@ class Cluster:
         )["items"]
         items.sort(key=lambda e: (e.get("firstTimestamp") or "", e["metadata"]["name"]))
         return [e["reason"] for e in items]
-
-
-class TrafficRecorder:
-    """Records each distinct (storageUri, canaryTrafficPercent) the InferenceService spec takes."""
-
-    def __init__(self, kubeconfig: Path, namespace: str, name: str) -> None:
-        self.states: list[tuple[str | None, int | None]] = []
-        self.stop = threading.Event()
-        self.api = client.CustomObjectsApi(config.new_client_from_config(str(kubeconfig)))
-        self.namespace, self.name = namespace, name
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while not self.stop.is_set():
-            stream = watch.Watch().stream(
-                self.api.list_namespaced_custom_object,
-                "serving.kserve.io",
-                "v1beta1",
-                self.namespace,
-                "inferenceservices",
-                field_selector=f"metadata.name={self.name}",
-                timeout_seconds=1,
-            )
-            for event in stream:
-                predictor = event["object"]["spec"]["predictor"]
-                state = (
-                    predictor.get("model", {}).get("storageUri"),
-                    predictor.get("canaryTrafficPercent"),
-                )
-                if not self.states or self.states[-1] != state:
-                    self.states.append(state)
-
-    def close(self) -> list[tuple[str | None, int | None]]:
-        self.stop.set()
-        self.thread.join(10)
-        return self.states
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +135,7 @@ def test_an_inline_model_is_promoted_through_its_steps(cluster: Cluster) -> None
     ]
     start_stable(cluster, ns, "fraud", steps)
     assert serves_alone(cluster, ns, "fraud", storage("fraud", 1))
-    recorder = TrafficRecorder(cluster.api.kubeconfig, ns, "fraud")
+    recorder = SpecRecorder(cluster.api.kubeconfig, ns, "fraud")
 
     cluster.kubectl(
         "patch", "mro", "fraud", "-n", ns, "--type", "merge",
@@ -255,7 +217,7 @@ def test_a_killed_operator_resumes_without_skipping_or_repeating_a_step(cluster:
         {"pause": {"duration": "1s"}},
     ]
     start_stable(cluster, ns, "ranker", steps)
-    recorder = TrafficRecorder(cluster.api.kubeconfig, ns, "ranker")
+    recorder = SpecRecorder(cluster.api.kubeconfig, ns, "ranker")
     cluster.kubectl(
         "patch", "mro", "ranker", "-n", ns, "--type", "merge",
         "-p", '{"spec": {"model": {"uri": "models:/ranker/2"}}}',
@@ -286,7 +248,7 @@ def test_api_errors_on_inferenceservice_patches_are_retried_without_duplicates(
     ns = cluster.namespace("e2e-faults")
     steps = [{"setWeight": 25}, {"setWeight": 75}]
     start_stable(cluster, ns, "scorer", steps)
-    recorder = TrafficRecorder(cluster.api.kubeconfig, ns, "scorer")
+    recorder = SpecRecorder(cluster.api.kubeconfig, ns, "scorer")
     for code in (409, 429, 500):
         cluster.api.inject_fault(
             verb="patch",

@@ -18,15 +18,14 @@ After each restart the rollout must end where an undisturbed run ends, and:
   of times, and each registry write-back (the static registry's journal) happens once;
 - a rollout that failed stays failed, and nothing is promoted unless its analysis passed.
 
-Known gap (a strict xfail): a pass that records a promotion posts its event and writes back to
-the registry before its status write; killed in between, the restarted operator repeats the
-pass from the unwritten status and posts the event and writes back a second time.
+Events are named after the status their pass started from (modelrollout.kube.events), and
+the registry write-back writes only what differs, so the pass repeated after a lost status
+write posts and writes nothing twice.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,17 +33,17 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client, config, watch
+from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 import ledger
 from modelrollout import api
 from modelrollout.sandbox.kubeapi.testing import KubeApiProcess
 from processes import Kubectl, kserve_controller, operator, running, wait_for
+from recorders import SpecRecorder
 
 pytestmark = pytest.mark.e2e
 
-State = tuple[str | None, int | None]
 REASONS = {reason.value for reason in api.Reason}
 #: Long enough for the test to SIGKILL the operator while the write hangs; every held write
 #: fails in the end, so a hold that runs out early still writes nothing.
@@ -75,7 +74,7 @@ class Rig:
 
     def record(self, namespace: str, name: str) -> SpecRecorder:
         """Start recording the InferenceService's spec (stopped when the test ends)."""
-        recorder = SpecRecorder(self.api.kubeconfig, namespace, name)
+        recorder = SpecRecorder(self.api.kubeconfig, namespace, name, per_generation=True)
         self.recorders.append(recorder)
         return recorder
 
@@ -215,47 +214,6 @@ class Rig:
             return []
         records = [json.loads(line) for line in self.journal.read_text().splitlines() if line]
         return [(r["model"], r["outcome"]) for r in records if r["rollout"] == rollout]
-
-
-class SpecRecorder:
-    """Each (storageUri, canaryTrafficPercent) the InferenceService spec takes, per generation."""
-
-    def __init__(self, kubeconfig: Path, namespace: str, name: str) -> None:
-        self.states: list[State] = []
-        self.generations: list[int] = []
-        self.stop = threading.Event()
-        self.api = client.CustomObjectsApi(config.new_client_from_config(str(kubeconfig)))
-        self.namespace, self.name = namespace, name
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while not self.stop.is_set():
-            stream = watch.Watch().stream(
-                self.api.list_namespaced_custom_object,
-                "serving.kserve.io",
-                "v1beta1",
-                self.namespace,
-                "inferenceservices",
-                field_selector=f"metadata.name={self.name}",
-                timeout_seconds=1,
-            )
-            for event in stream:
-                obj = event["object"]
-                generation = obj["metadata"].get("generation", 0)
-                if self.generations and generation <= self.generations[-1]:
-                    continue
-                predictor = obj["spec"]["predictor"]
-                self.generations.append(generation)
-                self.states.append(
-                    (predictor.get("model", {}).get("storageUri"),
-                     predictor.get("canaryTrafficPercent"))
-                )  # fmt: skip
-
-    def close(self) -> list[State]:
-        self.stop.set()
-        self.thread.join(10)
-        return self.states
 
 
 @pytest.fixture(scope="module")
@@ -578,12 +536,6 @@ class RecordedTwiceError(AssertionError):
     """An event or a registry write-back of a pass whose status write was lost, made again."""
 
 
-@pytest.mark.xfail(
-    raises=RecordedTwiceError,
-    strict=True,
-    reason="a pass posts its events and writes back to the registry before its status write; "
-    "the pass repeated after the kill does both again (the core cannot tell it was done)",
-)
 def test_killed_between_the_promotion_and_its_status_write(rig: Rig) -> None:
     """Given a promotion KServe has just reported, when the operator is killed after it
     recorded the promotion (write-back, events) but before its status write, then the

@@ -3,6 +3,7 @@
 A pass re-arms its rollout for the core's ``requeue_after``, counted from when the pass read
 the clock (not from when it ended, which under load is seconds later), capped at
 ``MODELROLLOUT_TIMER_SECONDS``, and wakes the daemon so that it sleeps to the new due time.
+A rollout with nothing due waits ``MODELROLLOUT_RESYNC_SECONDS`` instead.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import pytest
 from modelrollout import handlers
 
 TIMER = handlers.SETTINGS.timer_seconds
+RESYNC = handlers.SETTINGS.resync_seconds
 LATE_BY = handlers._LATE_BY
 
 
@@ -34,12 +36,19 @@ async def test_the_next_pass_is_due_when_the_core_says_counted_from_the_pass_sta
 
 
 @pytest.mark.asyncio
-async def test_nothing_due_or_due_later_than_the_timer_means_the_timer() -> None:
+async def test_due_later_than_the_timer_means_the_timer() -> None:
     found = memo()
-    handlers._rearm(found, "uid", None, since=100.0)
-    assert found.schedules["uid"].due == pytest.approx(100.0 + TIMER + LATE_BY)
     handlers._rearm(found, "uid", 10 * TIMER, since=100.0)
     assert found.schedules["uid"].due == pytest.approx(100.0 + TIMER + LATE_BY)
+
+
+@pytest.mark.asyncio
+async def test_nothing_due_means_the_resync_period() -> None:
+    """A settled rollout runs a pass every MODELROLLOUT_RESYNC_SECONDS, not every timer."""
+    assert RESYNC != TIMER
+    found = memo()
+    handlers._rearm(found, "uid", None, since=100.0)
+    assert found.schedules["uid"].due == pytest.approx(100.0 + RESYNC + LATE_BY)
 
 
 @pytest.mark.asyncio

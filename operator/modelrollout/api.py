@@ -164,6 +164,8 @@ class Reason(StrEnum):
     SUPERSEDED = "Superseded"
     PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
     INVALID_ACTION = "InvalidAction"
+    #: An action (a router change, a registry write-back) failed; the pass is retried.
+    ACTION_FAILED = "ActionFailed"
 
 
 # ---------------------------------------------------------------- spec

@@ -89,10 +89,15 @@ class PassResult:
     status: dict[str, Any]
     events: tuple[Event, ...] = ()
     requeue_after: float | None = None
+    #: The status before and after the pass as the core read and wrote them (None: the
+    #: spec was unreadable), so that nothing after the pass parses the JSON again.
+    typed: tuple[ModelRolloutStatus, ModelRolloutStatus] | None = None
 
 
 class ActionError(ModelRolloutError):
     """An action of the decision could not be carried out; retry the pass."""
+
+    reason = Reason.ACTION_FAILED
 
 
 class InvalidInputError(ModelRolloutError):
@@ -119,6 +124,7 @@ async def reconcile(rollout: Rollout, ports: Ports) -> PassResult:
         status=new,
         events=decision.events,
         requeue_after=decision.requeue_after,
+        typed=(status, decision.status),
     )
 
 

@@ -73,8 +73,11 @@ ALLOWED_TRANSITIONS: dict[Phase, frozenset[Phase]] = {
     Phase.FAILED: frozenset({Phase.FAILED, Phase.SUCCEEDED, Phase.INITIALIZING}) | _STARTS,
 }
 
-#: How soon to look again while waiting for the router to converge.
-CONVERGE_POLL_SECONDS = 2.0
+#: How soon to look again while waiting for the router to converge. A fallback: the operator
+#: watches InferenceServices and runs the pass as soon as KServe reports (handlers.py).
+CONVERGE_POLL_SECONDS = 10.0
+#: How soon to measure again when a metric is due but has nothing to measure yet.
+MEASURE_RETRY_SECONDS = 2.0
 
 
 def decide(
@@ -622,7 +625,7 @@ class _Pass:
         wait = analysis.next_due_in(self.spec, self.status.analysis, step, self.now)
         if wait is not None:
             # A metric due but not measurable yet (no traffic) is no reason to spin.
-            self.requeue.append(max(wait, CONVERGE_POLL_SECONDS))
+            self.requeue.append(max(wait, MEASURE_RETRY_SECONDS))
 
     # ------------------------------------------------------------ promotion
 

@@ -57,14 +57,37 @@ def unwrap_optional(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
+@cache
+def _json_names(cls: type) -> tuple[tuple[str, str], ...]:
+    """(attribute, JSON key) for each field of a dataclass."""
+    return tuple((f.name, json_name(f)) for f in dataclasses.fields(cls))
+
+
+@cache
+def _known(cls: type) -> dict[str, tuple[dataclasses.Field[Any], Any]]:
+    """JSON key -> (field, resolved type) for each field of a dataclass."""
+    return {json_name(f): (f, tp) for f, tp in fields_of(cls)}
+
+
+@cache
+def _shape(tp: Any) -> tuple[Any, bool, Any, bool]:
+    """What ``_read`` needs to know of a type: (inner type, optional, origin, dataclass).
+
+    Reading the status runs once a pass for every rollout: the typing introspection is done
+    once per type instead.
+    """
+    inner, optional = unwrap_optional(tp)
+    return inner, optional, typing.get_origin(inner), dataclasses.is_dataclass(inner)
+
+
 def to_json(value: Any) -> Any:
     """Dataclass tree -> plain JSON; ``None`` fields are left out."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         out: dict[str, Any] = {}
-        for field in dataclasses.fields(value):
-            item = getattr(value, field.name)
+        for name, key in _json_names(type(value)):
+            item = getattr(value, name)
             if item is not None:
-                out[json_name(field)] = to_json(item)
+                out[key] = to_json(item)
         return out
     if isinstance(value, enum.Enum):
         return value.value
@@ -81,15 +104,14 @@ def from_json(cls: type[T], data: Any, path: str = "") -> T:
 
 
 def _read(tp: Any, data: Any, path: str) -> Any:
-    tp, optional = unwrap_optional(tp)
+    tp, optional, origin, is_dataclass = _shape(tp)
     if data is None:
         if optional or tp is Any:
             return None
         raise SpecError(path, "a value is required")
     if tp is Any:
         return data
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
+    if is_dataclass:
         return _read_dataclass(cast(type, tp), data, path)
     if origin is tuple:
         item_type = typing.get_args(tp)[0]
@@ -133,7 +155,7 @@ def _read_scalar(tp: Any, data: Any, path: str) -> Any:
 def _read_dataclass(cls: type, data: Any, path: str) -> Any:
     if not isinstance(data, Mapping):
         raise SpecError(path, f"must be an object, not {type(data).__name__}")
-    known = {json_name(f): (f, tp) for f, tp in fields_of(cls)}
+    known = _known(cls)
     unknown = sorted(set(data) - set(known))
     if unknown:
         where = f"{path}." if path else ""

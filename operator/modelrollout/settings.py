@@ -14,6 +14,11 @@ class Settings:
     #: The longest a rollout goes without a pass: each pass runs when the core says the
     #: rollout is next due (a pause's end, an analysis interval), or after this at the latest.
     timer_seconds: float = 5.0
+    #: How often a rollout with nothing due (settled, or waiting for a new version) runs a
+    #: pass anyway: how soon it sees an alias move in the registry or a new git commit with
+    #: no webhook. Changes on the API server (the rollout, its InferenceService) are
+    #: watched and run a pass at once.
+    resync_seconds: float = 30.0
     #: Kubernetes API calls in flight at once (the client blocks a thread per call).
     api_threads: int = 32
     #: Namespaces to watch; empty = the whole cluster.
@@ -84,6 +89,7 @@ def from_env(environ: dict[str, str] | None = None) -> Settings:
     namespaces = tuple(n.strip() for n in (get("NAMESPACES") or "").split(",") if n.strip())
     return Settings(
         timer_seconds=float(get("TIMER_SECONDS") or Settings.timer_seconds),
+        resync_seconds=float(get("RESYNC_SECONDS") or Settings.resync_seconds),
         api_threads=int(get("API_THREADS") or Settings.api_threads),
         namespaces=namespaces,
         registry=get("REGISTRY") or Settings.registry,

@@ -155,11 +155,12 @@ class Telemetry:
         self,
         namespace: str,
         name: str,
-        before: Mapping[str, Any],
-        after: Mapping[str, Any],
+        before: Mapping[str, Any] | api.ModelRolloutStatus,
+        after: Mapping[str, Any] | api.ModelRolloutStatus,
         seconds: float,
     ) -> None:
-        """One pass went from ``before`` to ``after`` (status JSON) in ``seconds``."""
+        """One pass went from ``before`` to ``after`` (status JSON, or as the pass read and
+        wrote it) in ``seconds``."""
         self.decision_seconds.observe(seconds)
         old, new = _status(before), _status(after)
         if new is None:
@@ -282,7 +283,9 @@ def _timed(observe: Callable[[str, float], None]) -> Iterator[None]:
     observe("success", time.perf_counter() - started)
 
 
-def _status(data: Mapping[str, Any]) -> api.ModelRolloutStatus | None:
+def _status(data: Mapping[str, Any] | api.ModelRolloutStatus) -> api.ModelRolloutStatus | None:
+    if isinstance(data, api.ModelRolloutStatus):
+        return data
     try:
         return api.read_status(data)
     except serde.SpecError:

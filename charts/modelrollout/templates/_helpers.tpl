@@ -77,10 +77,11 @@ a Role in each watched namespace.
 - apiGroups: [modelrollout.io]
   resources: [modelrollouts/status]
   verbs: [patch]
-# What the traffic routers read and change.
+# What the traffic routers read and change; watched, so that a rollout waiting for
+# KServe moves as soon as KServe reports.
 - apiGroups: [serving.kserve.io]
   resources: [inferenceservices]
-  verbs: [get, create, patch]
+  verbs: [get, list, watch, create, patch]
 # Metric templates named by templateRef.
 - apiGroups: [modelrollout.io]
   resources: [metrictemplates]

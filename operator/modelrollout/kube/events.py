@@ -1,10 +1,12 @@
 """A rollout's events, posted once each even when the pass that made them runs twice.
 
 A pass posts its events before its status is written. An operator killed in between runs the
-same pass again after its restart, from the same status, and would post the same events
+same pass again after its restart, from the older status, and would post the same events
 again. Each event is therefore created under a name derived from what made it: the rollout's
-uid, the status the pass started from, and the event's place in the pass. The second create of
-the same event is answered 409 AlreadyExists, which means it is posted.
+uid, where the rollout stood when the pass started (the handlers say which fields), and what
+the event says. The second create of the same event is answered 409 AlreadyExists, which
+means it is posted. The same event from the same standing is posted once, as kube-apiserver's
+own clients aggregate repeats.
 """
 
 from __future__ import annotations
@@ -45,12 +47,23 @@ class Involved:
     uid: str
 
 
-def event_name(involved: Involved, origin: Mapping[str, Any], index: int, reason: str) -> str:
-    """The event's name: the same for the same rollout, starting status, place and reason."""
-    digest = hashlib.sha256(
-        json.dumps([involved.uid, origin, index, reason], sort_keys=True, default=str).encode()
-    ).hexdigest()
+def event_name(involved: Involved, origin: Mapping[str, Any], place: object, reason: str) -> str:
+    """The event's name: the same for the same rollout, origin, place and reason.
+
+    ``origin`` is what the pass started from (its status, the generation); fields set to null
+    count as absent, as they are once a merge patch has written them.
+    """
+    key = [involved.uid, _present(origin), place, reason]
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
     return f"{involved.name[:_NAME_ROOM]}.{digest[:20]}"
+
+
+def _present(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _present(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_present(v) for v in value]
+    return value
 
 
 class KubeEvents:

@@ -70,6 +70,12 @@ class StaticRegistry:
             "outcome": outcome.outcome.value,
             "reason": outcome.reason.value,
             "alias": spec.alias,
+            "at": outcome.at,
         }
+        line = json.dumps(record, sort_keys=True) + "\n"
+        # As a real registry's write-back writes only what differs: a pass repeated after a
+        # lost status write (same decision, same ``at``) records nothing new.
+        if self.journal.exists() and line in self.journal.read_text().splitlines(keepends=True):
+            return
         with self.journal.open("a") as journal:
-            journal.write(json.dumps(record, sort_keys=True) + "\n")
+            journal.write(line)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -124,6 +125,69 @@ def condition_is_true(obj: Mapping[str, Any], kind: str) -> bool:
     return False
 
 
+# ---------------------------------------------------------------- what the watch delivered
+
+
+def _resource_version(obj: Mapping[str, Any]) -> int | None:
+    value = field(obj, "metadata", "resourceVersion")
+    return int(value) if isinstance(value, str) and value.isdigit() else None
+
+
+class WatchedInferenceServices:
+    """InferenceServices as the operator's watch last delivered them, and as the operator's
+    own writes returned them, so that a pass reads its InferenceService without a GET.
+
+    An object newer than the one held replaces it (resourceVersions compared as numbers when
+    both are, as every kube-apiserver gives them; otherwise the later arrival wins): a watch
+    event delivered after the operator's own write, but older than it, is not taken. An
+    entry not refreshed for ``max_age`` seconds is not used (the next read GETs it): should
+    the watch miss a change, the pass still sees it, as it did when it polled.
+    """
+
+    def __init__(self, max_age: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._max_age = max_age
+        self._clock = clock
+        self._held: dict[tuple[str, str], tuple[float, Mapping[str, Any]]] = {}
+
+    def get(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        """The object held, if fresh; None: unknown here (it may exist: ask the server)."""
+        held = self._held.get((namespace, name))
+        if held is None or self._clock() - held[0] > self._max_age:
+            return None
+        return held[1]
+
+    def seen(self, obj: Mapping[str, Any]) -> bool:
+        """``obj`` as the watch, a read or a write answered it; whether it is news (not the
+        version held, nor older: a watch that lists again delivers what it delivered)."""
+        namespace, name = field(obj, "metadata", "namespace"), field(obj, "metadata", "name")
+        if not isinstance(namespace, str) or not isinstance(name, str):
+            return False
+        held = self._held.get((namespace, name))
+        if held is not None and self._older(obj, held[1]):
+            return False
+        self._held[(namespace, name)] = (self._clock(), obj)
+        version = field(obj, "metadata", "resourceVersion")
+        return (
+            held is None
+            or version is None
+            or version != field(held[1], "metadata", "resourceVersion")
+        )
+
+    def gone(self, namespace: str, name: str, obj: Mapping[str, Any] | None = None) -> None:
+        """Deleted (``obj``: its last state, from a watch event), or answered 404."""
+        held = self._held.get((namespace, name))
+        if held is not None and not (obj is not None and self._older(obj, held[1])):
+            del self._held[(namespace, name)]
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    @staticmethod
+    def _older(obj: Mapping[str, Any], than: Mapping[str, Any]) -> bool:
+        new, old = _resource_version(obj), _resource_version(than)
+        return new is not None and old is not None and new < old
+
+
 # ---------------------------------------------------------------- the client
 
 
@@ -137,43 +201,78 @@ class InferenceServices:
     would hold the rollout's pass forever).
     """
 
-    def __init__(self, api_client: client.ApiClient, *, request_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        *,
+        request_timeout: float = 30.0,
+        watched: WatchedInferenceServices | None = None,
+    ) -> None:
         self._api = client.CustomObjectsApi(api_client)
         self._timeout = request_timeout
+        self._watched = watched
 
-    async def get(self, namespace: str, name: str) -> Obj | None:
+    async def get(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        if self._watched is not None:
+            held = self._watched.get(namespace, name)
+            if held is not None:
+                return held
         try:
-            return await self._call(
-                self._api.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name
+            return self._seen(
+                await self._call(
+                    self._api.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name
+                )
             )
         except ApiException as error:
             if error.status == 404:
+                self._gone(namespace, name)
                 return None
             raise _router_error("read", namespace, name, error) from error
 
     async def create(self, body: Obj) -> Obj:
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         try:
-            return await self._call(
-                self._api.create_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, body
+            return self._seen(
+                await self._call(
+                    self._api.create_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    PLURAL,
+                    body,
+                )
             )
         except ApiException as error:
             raise _router_error("create", namespace, name, error) from error
 
     async def patch(self, namespace: str, name: str, patch: Patch) -> Obj:
         try:
-            return await self._call(
-                self._api.patch_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                namespace,
-                PLURAL,
-                name,
-                patch,
-                _content_type=MERGE_PATCH,
-            )
+            return self._seen(await self._patch(namespace, name, patch))
         except ApiException as error:
+            if error.status == 404:
+                self._gone(namespace, name)
             raise _router_error("patch", namespace, name, error) from error
+
+    def _seen(self, obj: Obj) -> Obj:
+        if self._watched is not None:
+            self._watched.seen(obj)
+        return obj
+
+    def _gone(self, namespace: str, name: str) -> None:
+        if self._watched is not None:
+            self._watched.gone(namespace, name)
+
+    async def _patch(self, namespace: str, name: str, patch: Patch) -> Obj:
+        return await self._call(
+            self._api.patch_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+            patch,
+            _content_type=MERGE_PATCH,
+        )
 
     async def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Obj:
         try:
@@ -216,8 +315,16 @@ class KServeRouter:
 
     dialect: ClassVar[Dialect]
 
-    def __init__(self, api_client: client.ApiClient, *, request_timeout: float = 30.0) -> None:
-        self._isvcs = InferenceServices(api_client, request_timeout=request_timeout)
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        *,
+        request_timeout: float = 30.0,
+        watched: WatchedInferenceServices | None = None,
+    ) -> None:
+        self._isvcs = InferenceServices(
+            api_client, request_timeout=request_timeout, watched=watched
+        )
 
     async def observe(self, target: RouteTarget) -> RouteObservation | None:
         obj = await self._isvcs.get(target.namespace, target.inference_service)

@@ -361,6 +361,7 @@ def services(run_dir: Path, ports: Ports, state: dict[str, Any]) -> Iterable[Ser
         "MODELROLLOUT_WEBHOOK_ADDRESS": f"{HOST}:{ports.webhook}",
         "MODELROLLOUT_WEBHOOK_SECRET": secret,
         "MODELROLLOUT_TIMER_SECONDS": "1",
+        "MODELROLLOUT_RESYNC_SECONDS": "1",
         "MODELROLLOUT_LIVENESS_ENDPOINT": f"http://{HOST}:{ports.liveness}/healthz",
     }
     operator = [python, "-m", "modelrollout.cli", "run"]
