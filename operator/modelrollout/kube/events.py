@@ -75,7 +75,8 @@ class KubeEvents:
         self, involved: Involved, name: str, kind: str, reason: str, message: str
     ) -> bool:
         """Create the event ``name``; True once it exists (posted now or before)."""
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        # Microseconds, as kopf sends them: the events of one pass keep their order.
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         body = {
             "apiVersion": "v1",
             "kind": "Event",
