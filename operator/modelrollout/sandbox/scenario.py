@@ -89,10 +89,13 @@ METRICS: dict[str, dict[str, Any]] = {
     "latency": {"templateRef": {"name": "latency-p99"}, "judge": "sequential",
                 "sequential": SEQUENTIAL},
     # Predictions: the canary's histogram against the stable's. The baseline and the better
-    # model of the sandbox differ by a PSI of about 0.15 over the whole dataset; a +80 shift
-    # is about 3.
+    # model of the sandbox differ by a PSI of about 0.15 over the whole dataset (the better
+    # one predicts below 50 for 1.8% of the rows, the baseline never does). Judged every
+    # interval on 150 to 400 canary predictions against three times as many stable ones,
+    # chance lifts that to as much as 0.7: with a maximum of 0.5, about one rollout of the
+    # good model in a hundred failed in simulation. A +80 shift reads 2.1 or more.
     "drift": {"templateRef": {"name": "predictions"}, "judge": "drift",
-              "drift": {"statistic": "psi", "max": 0.5, "minSamples": 150}},
+              "drift": {"statistic": "psi", "max": 1.0, "minSamples": 150}},
 }  # fmt: skip
 STEPS: tuple[dict[str, Any], ...] = (
     {"setWeight": 25},
