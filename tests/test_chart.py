@@ -63,6 +63,7 @@ NAMESPACED_HA: dict[str, Any] = {
     "logLevel": "DEBUG",
     "watchNamespaces": ["team-a", "team-b"],
     "timerSeconds": 2,
+    "resyncSeconds": 45,
     "queryTimeoutSeconds": 4.5,
     "prometheus": {"url": "http://prometheus-operated.monitoring:9090"},
     "mlflow": {
@@ -416,6 +417,7 @@ def test_the_rendered_environment_gives_the_operator_the_values(chart: helm.Char
     got = operator_settings.from_env(literal)
     assert got.namespaces == ("team-a", "team-b")
     assert got.timer_seconds == 2
+    assert got.resync_seconds == 45
     assert got.query_timeout_seconds == 4.5
     assert got.log_level == "DEBUG"
     assert got.prometheus_url == NAMESPACED_HA["prometheus"]["url"]
@@ -566,6 +568,7 @@ def test_the_disruption_budget_keeps_replicas_of_the_operator(chart: helm.Chart)
         ({"podSecurityContext": {"runAsUser": 0}}, "/podSecurityContext/runAsUser"),
         ({"resources": {"requests": {"cpu": "lots"}}}, "/resources/requests/cpu"),
         ({"timerSeconds": 0}, "/timerSeconds"),
+        ({"resyncSeconds": -1}, "/resyncSeconds"),
         (
             {"metrics": {"serviceMonitor": {"interval": "often"}}},
             "/metrics/serviceMonitor/interval",

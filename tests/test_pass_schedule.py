@@ -2,16 +2,19 @@
 
 A pass re-arms its rollout for the core's ``requeue_after``, counted from when the pass read
 the clock (not from when it ended, which under load is seconds later), capped at
-``MODELROLLOUT_TIMER_SECONDS``, and wakes the daemon so that it sleeps to the new due time.
-A rollout with nothing due waits ``MODELROLLOUT_RESYNC_SECONDS`` instead.
+``MODELROLLOUT_RESYNC_SECONDS``, and wakes the daemon so that it sleeps to the new due time.
+A rollout with nothing due waits the resync period. A git source's ``interval`` makes a pass
+due as often (``engine.next_due``).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import kopf
 import pytest
 
-from modelrollout import handlers
+from modelrollout import api, engine, handlers
 
 TIMER = handlers.SETTINGS.timer_seconds
 RESYNC = handlers.SETTINGS.resync_seconds
@@ -36,10 +39,45 @@ async def test_the_next_pass_is_due_when_the_core_says_counted_from_the_pass_sta
 
 
 @pytest.mark.asyncio
-async def test_due_later_than_the_timer_means_the_timer() -> None:
+async def test_a_long_pause_is_slept_through_up_to_the_resync_period() -> None:
+    """A rollout pausing for longer than the retry timer runs no pass before its pause ends
+    (1,000 rollouts in minute-long pauses would otherwise cost 200 passes a second)."""
+    assert RESYNC > TIMER
     found = memo()
-    handlers._rearm(found, "uid", 10 * TIMER, since=100.0)
-    assert found.schedules["uid"].due == pytest.approx(100.0 + TIMER + LATE_BY)
+    handlers._rearm(found, "uid", 0.9 * RESYNC, since=100.0)
+    assert found.schedules["uid"].due == pytest.approx(100.0 + 0.9 * RESYNC + LATE_BY)
+    handlers._rearm(found, "uid", 10 * RESYNC, since=100.0)
+    assert found.schedules["uid"].due == pytest.approx(100.0 + RESYNC + LATE_BY)
+
+
+def git_spec(interval: str) -> api.ModelRolloutSpec:
+    return api.read_spec(
+        {
+            "model": {"git": {"repository": "https://git.example/m.git", "path": "m.yaml",
+                              "interval": interval}},
+            "target": {"inferenceService": "m"},
+            "strategy": {"steps": [{"setWeight": 50}]},
+        }
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("requeue_after", "interval", "due"),
+    [(None, "10s", 10.0), (3.0, "10s", 3.0), (60.0, "10s", 10.0), (None, "2m", 120.0)],
+)
+def test_a_git_source_is_looked_at_every_interval(
+    requeue_after: float | None, interval: str, due: float
+) -> None:
+    """A git-sourced rollout is due at its source's next poll if the core asks for nothing
+    sooner: a commit is seen on the source's schedule without a webhook (then the resync
+    period caps it)."""
+    assert engine.next_due(git_spec(interval), requeue_after) == due
+
+
+def test_a_uri_source_is_due_when_the_core_says() -> None:
+    spec = replace(git_spec("10s"), model=api.ModelSource(uri="models:/m/1"))
+    assert engine.next_due(spec, None) is None
+    assert engine.next_due(spec, 42.0) == 42.0
 
 
 @pytest.mark.asyncio

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from modelrollout import analysis, api, serde, steps, templates
+from modelrollout import analysis, api, durations, serde, steps, templates
 from modelrollout import conditions as cond
 from modelrollout.api import ModelRolloutSpec, ModelRolloutStatus, ModelVersionRef, Reason
 from modelrollout.clock import Clock, SystemClock, seconds_since
@@ -123,9 +123,23 @@ async def reconcile(rollout: Rollout, ports: Ports) -> PassResult:
     return PassResult(
         status=new,
         events=decision.events,
-        requeue_after=decision.requeue_after,
+        requeue_after=next_due(spec, decision.requeue_after),
         typed=(status, decision.status),
     )
+
+
+def next_due(spec: ModelRolloutSpec, requeue_after: float | None) -> float | None:
+    """When the next pass is due: when the core says, or sooner when a git source's
+    ``interval`` says to look for a new commit (with or without a push webhook), as a
+    GitOps source is polled; None: nothing is due."""
+    source = spec.model.git
+    if source is None:
+        return requeue_after
+    try:
+        interval = durations.parse(source.interval)
+    except ValueError:
+        return requeue_after  # the source says so when it is read
+    return interval if requeue_after is None else min(requeue_after, interval)
 
 
 def _invalid(rollout: Rollout, message: str, now: datetime) -> PassResult:

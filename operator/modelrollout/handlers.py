@@ -3,11 +3,13 @@
 Every handler reads the object, asks the engine for one pass, and writes the status patch
 and the events once. A change (create, update, resume) runs a pass at once, and kopf writes
 its status. Between changes, one daemon per rollout sleeps until the core says the rollout is
-next due (``requeue_after``: a pause's end, the next analysis, a convergence check), and at
-most ``MODELROLLOUT_TIMER_SECONDS``, then runs the pass and writes its status itself: kopf
-sends a daemon's patch only when the daemon returns. A pass from a change re-arms the daemon
-with the due time it produced. Passes of one rollout never overlap. A rollout with nothing
-due (settled) runs a pass every ``MODELROLLOUT_RESYNC_SECONDS``, to see registry alias moves.
+next due (``requeue_after``: a pause's end, the next analysis, a convergence check, the git
+source's next poll), and at most ``MODELROLLOUT_RESYNC_SECONDS``, then runs the pass and
+writes its status itself: kopf sends a daemon's patch only when the daemon returns. A pass
+from a change re-arms the daemon with the due time it produced. Passes of one rollout never
+overlap. A rollout with nothing due (settled) runs a pass every resync period, to see
+registry alias moves and changes of what is not watched (MetricTemplates, Secrets). A pass
+that failed runs again after ``MODELROLLOUT_TIMER_SECONDS``.
 
 The operator also watches InferenceServices: when KServe reports on one, the rollouts that
 route through it are due at once, so a rollout waiting for the router to converge moves as
@@ -131,10 +133,10 @@ def _schedule(memo: kopf.Memo, uid: str) -> Schedule:
 
 
 def _rearm(memo: kopf.Memo, uid: str, after: float | None, since: float) -> None:
-    """The next pass of ``uid`` ``after`` seconds (at most the timer's; None: nothing due,
-    the resync period) from ``since``: the event-loop time at which the pass that said so
-    read the clock."""
-    wait = SETTINGS.resync_seconds if after is None else min(after, SETTINGS.timer_seconds)
+    """The next pass of ``uid`` ``after`` seconds (at most the resync period; None: nothing
+    due, the resync period) from ``since``: the event-loop time at which the pass that said
+    so read the clock."""
+    wait = SETTINGS.resync_seconds if after is None else min(after, SETTINGS.resync_seconds)
     schedule = _schedule(memo, uid)
     due = since + max(0.0, wait) + _LATE_BY
     if schedule.woken >= since:
@@ -301,8 +303,11 @@ async def drive(
                 origin = _origin(memo.statuses.get(uid) or {}, None)
                 await _post(memo, meta, origin, str(error), "Warning", error.reason, str(error))
             except ModelRolloutError as error:
-                # A status write the API server did not take: sent again by the next pass.
+                # A status write the API server did not take: sent again by the next pass,
+                # in MODELROLLOUT_TIMER_SECONDS at the latest.
                 logger.warning(f"pass failed temporarily: {error}")
+                if _schedule(memo, uid).due > loop.time() + SETTINGS.timer_seconds:
+                    _rearm(memo, uid, SETTINGS.timer_seconds, loop.time())
             except Exception:
                 logger.exception("pass failed; retrying")
                 _rearm(memo, uid, SETTINGS.timer_seconds, loop.time())

@@ -11,13 +11,14 @@ PREFIX = "MODELROLLOUT_"
 
 @dataclass(frozen=True)
 class Settings:
-    #: The longest a rollout goes without a pass: each pass runs when the core says the
-    #: rollout is next due (a pause's end, an analysis interval), or after this at the latest.
+    #: How soon a pass that failed (an action the API server refused, an unexpected error)
+    #: runs again.
     timer_seconds: float = 5.0
-    #: How often a rollout with nothing due (settled, or waiting for a new version) runs a
-    #: pass anyway: how soon it sees an alias move in the registry or a new git commit with
-    #: no webhook. Changes on the API server (the rollout, its InferenceService) are
-    #: watched and run a pass at once.
+    #: The longest a rollout goes without a pass. Each pass runs when the core says the
+    #: rollout is next due (a pause's end, an analysis interval, a git source's ``interval``),
+    #: or after this at the latest: how soon a rollout sees an alias move in the registry or
+    #: a changed MetricTemplate or Secret. Changes on the API server of the rollout and its
+    #: InferenceService are watched and run a pass at once.
     resync_seconds: float = 30.0
     #: Kubernetes API calls in flight at once (the client blocks a thread per call).
     api_threads: int = 32
