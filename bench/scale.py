@@ -3,9 +3,12 @@
 Run: ``python bench/scale.py`` (the sandbox extra) for N = 100, 300 and 1,000; ``--sizes 5``
 for a smoke run (about a minute); ``--profile out.html`` runs the operator under pyinstrument
 and writes one profile per size (``out-n1000.html``, ``.txt`` and the ``.pyisession``).
-``--pause`` (default 5 s) sets the pauses (0.6 to 1.4 times it across the rollouts),
+``--pause`` (default 60 s) sets the pauses (0.6 to 1.4 times it across the rollouts),
 ``--spread`` (default: ``--pause``) how long the canaries take to start, ``--timer-seconds``
-the operator's ``MODELROLLOUT_TIMER_SECONDS`` (default: its own, 5 s).
+the operator's ``MODELROLLOUT_TIMER_SECONDS`` (default: its own, 5 s). A minute is a short
+canary step as these are written (Flagger's analysis interval defaults to one minute; Argo
+Rollouts' pauses run for minutes); ``--pause 5`` is a stress run: 1,000 canaries then ask for
+some 200 steps a second, more than this machine does (bench/README.md).
 
 Per size, fresh processes on 127.0.0.1 in a temporary directory: the API emulator (with
 ``crds/`` and the KServe CRD), the local KServe controller (``--runtime instant``: every
@@ -525,7 +528,7 @@ def _drive(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--sizes", default="100,300,1000", help="comma-separated N")
-    parser.add_argument("--pause", type=float, default=5.0, help="each pause step, seconds")
+    parser.add_argument("--pause", type=float, default=60.0, help="each pause step, seconds")
     parser.add_argument("--spread", type=float, help="seconds over which canaries start")
     parser.add_argument("--timer-seconds", type=float, help="MODELROLLOUT_TIMER_SECONDS")
     parser.add_argument("--profile", type=Path, help="pyinstrument HTML, one file per size")
@@ -539,7 +542,11 @@ def main(argv: list[str] | None = None) -> int:
     results: list[Figures] = []
     for n in sizes:
         workdir = Path(tempfile.mkdtemp(prefix=f"modelrollout-scale-{n}-"))
-        print(f"n={n}: {workdir} load={os.getloadavg()[0]:.2f}", flush=True)
+        print(
+            f"n={n}: {workdir} pause={args.pause:g}s spread={args.spread:g}s "
+            f"load={os.getloadavg()[0]:.2f}",
+            flush=True,
+        )
         figures = run_size(n, args, workdir)
         print(figures.line(), flush=True)
         steps = max(1, figures.steps)

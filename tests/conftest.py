@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 from hypothesis import HealthCheck, settings
+from kubernetes import client, config
 
 import ledger
 import planted
@@ -90,6 +92,18 @@ def kube_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeApiProces
         yield api
         # What the operators wrote, for the planted-secrets scan (tests/planted.py).
         planted.dump_api(api.url, workdir / "objects")
+
+
+@pytest.fixture
+def api_namespace(kube_api: KubeApiProcess) -> Iterator[tuple[client.ApiClient, str]]:
+    """A Kubernetes client of the session's emulator and a namespace of the test's own,
+    deleted afterwards."""
+    api_client = config.new_client_from_config(config_file=str(kube_api.kubeconfig))
+    namespace = f"t-{uuid.uuid4().hex[:10]}"
+    client.CoreV1Api(api_client).create_namespace({"metadata": {"name": namespace}})
+    yield api_client, namespace
+    client.CoreV1Api(api_client).delete_namespace(namespace)
+    api_client.close()
 
 
 def pytest_configure(config: pytest.Config) -> None:

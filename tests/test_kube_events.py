@@ -9,27 +9,15 @@ answer is retried; a refusal that retrying cannot mend is logged and reported, n
 from __future__ import annotations
 
 import logging
-import uuid
-from collections.abc import Iterator
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 
 from modelrollout.kube.events import Involved, KubeEvents, event_name
 from modelrollout.sandbox.kubeapi.testing import KubeApiProcess
 
 ROLLOUT = Involved("ns", "fraud", "0b7f0c7e-uid")
 STATUS = {"phase": "Promoting", "canaryWeight": 100, "canary": {"uri": "models:/fraud/2"}}
-
-
-@pytest.fixture
-def cluster(kube_api: KubeApiProcess) -> Iterator[tuple[client.ApiClient, str]]:
-    api_client = config.new_client_from_config(config_file=str(kube_api.kubeconfig))
-    namespace = f"ev-{uuid.uuid4().hex[:10]}"
-    client.CoreV1Api(api_client).create_namespace({"metadata": {"name": namespace}})
-    yield api_client, namespace
-    client.CoreV1Api(api_client).delete_namespace(namespace)
-    api_client.close()
 
 
 def reasons(api_client: client.ApiClient, namespace: str) -> list[str]:
@@ -57,8 +45,10 @@ def test_the_name_follows_from_uid_origin_place_and_reason_only() -> None:
 
 
 @pytest.mark.asyncio
-async def test_an_event_posted_twice_exists_once(cluster: tuple[client.ApiClient, str]) -> None:
-    api_client, namespace = cluster
+async def test_an_event_posted_twice_exists_once(
+    api_namespace: tuple[client.ApiClient, str],
+) -> None:
+    api_client, namespace = api_namespace
     involved = Involved(namespace, "fraud", "uid-1")
     name = event_name(involved, {"status": STATUS}, 0, "RolloutPromoted")
     events = KubeEvents(api_client)
@@ -77,10 +67,10 @@ async def test_an_event_posted_twice_exists_once(cluster: tuple[client.ApiClient
 @pytest.mark.asyncio
 async def test_server_errors_are_retried_and_a_bad_request_is_reported(
     kube_api: KubeApiProcess,
-    cluster: tuple[client.ApiClient, str],
+    api_namespace: tuple[client.ApiClient, str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    api_client, namespace = cluster
+    api_client, namespace = api_namespace
     involved = Involved(namespace, "fraud", "uid-2")
     for code in (500, 429):
         kube_api.inject_fault(

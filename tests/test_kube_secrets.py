@@ -10,27 +10,14 @@ from __future__ import annotations
 
 import base64
 import logging
-import uuid
-from collections.abc import Iterator
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 
 from modelrollout.errors import SourceError
 from modelrollout.kube.secrets import KubeSecrets
-from modelrollout.sandbox.kubeapi.testing import KubeApiProcess
 
 VALUE = "kube-secret-value-0f3a9c71e5b2d846"
-
-
-@pytest.fixture
-def core(kube_api: KubeApiProcess) -> Iterator[tuple[client.ApiClient, str]]:
-    api_client = config.new_client_from_config(config_file=str(kube_api.kubeconfig))
-    namespace = f"s-{uuid.uuid4().hex[:10]}"
-    client.CoreV1Api(api_client).create_namespace({"metadata": {"name": namespace}})
-    yield api_client, namespace
-    client.CoreV1Api(api_client).delete_namespace(namespace)
-    api_client.close()
 
 
 def create(api_client: client.ApiClient, namespace: str, data: dict[str, str]) -> None:
@@ -40,9 +27,9 @@ def create(api_client: client.ApiClient, namespace: str, data: dict[str, str]) -
 
 @pytest.mark.asyncio
 async def test_a_secret_is_read_decoded_and_logged_nowhere_even_at_debug(
-    core: tuple[client.ApiClient, str], caplog: pytest.LogCaptureFixture
+    api_namespace: tuple[client.ApiClient, str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    api_client, namespace = core
+    api_client, namespace = api_namespace
     encoded = base64.b64encode(VALUE.encode()).decode()
     create(api_client, namespace, {"token": encoded})
     caplog.set_level(logging.DEBUG)
@@ -57,9 +44,9 @@ async def test_a_secret_is_read_decoded_and_logged_nowhere_even_at_debug(
 
 @pytest.mark.asyncio
 async def test_a_missing_secret_or_one_that_is_not_text_is_a_source_error(
-    core: tuple[client.ApiClient, str],
+    api_namespace: tuple[client.ApiClient, str],
 ) -> None:
-    api_client, namespace = core
+    api_client, namespace = api_namespace
     with pytest.raises(SourceError, match=f"Secret {namespace}/creds not found"):
         await KubeSecrets(api_client).read(namespace, "creds")
     create(api_client, namespace, {"blob": base64.b64encode(b"\xff\xfe").decode()})
