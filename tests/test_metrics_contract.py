@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -425,6 +426,47 @@ def test_importing_the_provider_does_not_import_pandas() -> None:
     )
 
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.asyncio
+async def test_the_static_file_is_read_again_whenever_it_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """StaticMetrics parses its file once while it stays the same, and sees every change at
+    once: a rewrite of the same size (within the file clock's resolution too), a file put in
+    its place, and a file gone."""
+    answers = tmp_path / "answers.json"
+    answers.write_text('{"q": 1}')
+    provider = StaticMetrics(answers)
+    values = []
+    for text in ('{"q": 2}', '{"q": 3}'):  # same size, written back to back
+        values.append((await provider.samples("q", 1.0))[0].value)
+        answers.write_text(text)
+    values.append((await provider.samples("q", 1.0))[0].value)
+    replacement = tmp_path / "next.json"
+    replacement.write_text('{"q": 40}')
+    os.replace(replacement, answers)
+    values.append((await provider.samples("q", 1.0))[0].value)
+    assert values == [1.0, 2.0, 3.0, 40.0]
+
+    # Settled (modified long before it was read): it is parsed once, then again on a change
+    # of its modification time alone.
+    old = time.time() - 60
+    os.utime(answers, (old, old))
+    parsed: list[str] = []
+    real = json.loads
+    monkeypatch.setattr(json, "loads", lambda text: parsed.append(text) or real(text))
+    for _ in range(3):
+        assert (await provider.samples("q", 1.0))[0].value == 40.0
+    assert len(parsed) == 1
+    before = answers.stat()
+    answers.write_text('{"q": 50}')
+    os.utime(answers, ns=(before.st_atime_ns, before.st_mtime_ns + 1))
+    assert (await provider.samples("q", 1.0))[0].value == 50.0
+    assert len(parsed) == 2
+    answers.unlink()
+    with pytest.raises(Unavailable):
+        await provider.samples("q", 1.0)
 
 
 # ---------------------------------------------------------------- default templates, exact

@@ -197,8 +197,19 @@ def merge_patch_from(bases: Sequence[Mapping[str, Any]], new: Mapping[str, Any])
     """
     out: dict[str, Any] = {}
     for base in bases:
-        out = deep_merge(out, merge_patch(base, new))
+        _lay_over(out, merge_patch(base, new))
     return out
+
+
+def _lay_over(into: dict[str, Any], patch: Mapping[str, Any]) -> None:
+    """``patch`` laid over ``into`` in place, maps merged: both are fresh from
+    :func:`merge_patch`, so nothing is copied (the deep copies cost a fifth of a pass)."""
+    for key, value in patch.items():
+        below = into.get(key)
+        if isinstance(value, Mapping) and isinstance(below, dict):
+            _lay_over(below, value)
+        else:
+            into[key] = value
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
