@@ -272,6 +272,26 @@ async def test_polling_reuses_the_result_until_the_interval_has_passed(
 
 
 @pytest.mark.asyncio
+async def test_a_poll_a_little_short_of_the_interval_fetches(
+    origin: Origin, source: GitRepositorySource, clock: FakeClock
+) -> None:
+    """The pass due when the interval is up (engine.next_due) may read the clock a few ms
+    sooner into its work than the pass that fetched: it still fetches, or every other poll
+    would be skipped. Short intervals allow a tenth of themselves."""
+    await source.fetch(spec(origin.url, interval="30s"))
+    newer = origin.commit({MANIFEST: manifest(2)})
+    clock.advance(30 - 0.4)
+    assert (await source.fetch(spec(origin.url, interval="30s"))).commit == newer
+
+    await source.fetch(spec(origin.url, interval="2s"))
+    newest = origin.commit({MANIFEST: manifest(3)})
+    clock.advance(2 - 0.3)
+    assert (await source.fetch(spec(origin.url, interval="2s"))).commit != newest
+    clock.advance(0.15)
+    assert (await source.fetch(spec(origin.url, interval="2s"))).commit == newest
+
+
+@pytest.mark.asyncio
 async def test_errors_are_reused_too_so_a_broken_source_is_not_hammered(
     origin: Origin, source: GitRepositorySource, clock: FakeClock
 ) -> None:
